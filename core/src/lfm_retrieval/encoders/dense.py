@@ -1,0 +1,95 @@
+"""Dense (one vector per text) encoder over sentence-transformers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+
+from lfm_retrieval.encoders.base import Encoder, logger, stack
+from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.encoders.loading import (
+    Quantize,
+    check_backbone,
+    embedding_dimension,
+    load_device,
+    load_or_explain,
+    local_st_config,
+    place,
+)
+from lfm_retrieval.errors import ModelLoadError
+
+LFM25_EMBEDDING = "LiquidAI/LFM2.5-Embedding-350M"
+
+
+class DenseEncoder(Encoder[np.ndarray]):
+    """One L2-normalised float32 vector per text, with the model's query/document prompts.
+
+    Defaults to LFM2.5-Embedding-350M; any sentence-transformers model (a folder or a
+    Hub id) works. A model that declares no ``query``/``document`` prompts is encoded
+    without prompts (one warning); an LFM2.5 model without them is an error.
+
+    >>> encoder = DenseEncoder("path/to/LFM2.5-Embedding-350M")  # doctest: +SKIP
+    >>> encoder.encode_queries(["waterproof trail shoes"]).shape  # doctest: +SKIP
+    (1, 1024)
+    """
+
+    def __init__(
+        self,
+        model: str = LFM25_EMBEDDING,
+        *,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+        quantize: Quantize = None,
+        batch_size: int = 32,
+        max_batch_tokens: int = 16384,
+        chunk_size: int = 1024,
+    ) -> None:
+        super().__init__(batch_size, max_batch_tokens, chunk_size)
+        self.model_name = str(model)
+        device = load_device(device, dtype, quantize)
+        local_st_config(self.model_name)
+        self.model: SentenceTransformer = load_or_explain(
+            self.model_name, SentenceTransformer, device=device
+        )
+        is_lfm25 = check_backbone(self.model, self.model_name)
+        place(self.model, dtype, quantize)
+        prompts = self.model.prompts or {}
+        missing = [side.value for side in Side if not prompts.get(side.value)]
+        if missing and is_lfm25:
+            raise ModelLoadError(
+                f"{self.model_name!r} is an LFM2.5 model but declares no {' / '.join(missing)} prompt "
+                "in config_sentence_transformers.json; its vectors would be wrong without them."
+            )
+        if missing:
+            logger.warning("%s declares no %s prompt: encoding without prompts", self.model_name, "/".join(missing))
+        self.prompts = {side: prompts.get(side.value) or "" for side in Side}
+        self.dimension = embedding_dimension(self.model)
+        self.max_length: int = self.model.max_seq_length
+
+    def encode_queries(self, texts: Iterable[str]) -> np.ndarray:
+        """Query-side vectors, shape (n, dimension)."""
+        return stack(list(self.stream(texts, Side.QUERY)), self.dimension)
+
+    def encode_documents(self, texts: Iterable[str]) -> np.ndarray:
+        """Document-side vectors, shape (n, dimension)."""
+        return stack(list(self.stream(texts, Side.DOCUMENT)), self.dimension)
+
+    def _token_lengths(self, texts: list[str], side: Side) -> tuple[list[int], int]:
+        prompt = self.prompts[side]
+        ids = self.model.tokenizer([prompt + text for text in texts], verbose=False)["input_ids"]
+        full = [len(row) for row in ids]
+        return [min(n, self.max_length) for n in full], sum(n > self.max_length for n in full)
+
+    def _encode_batch(self, texts: list[str], side: Side) -> list[np.ndarray]:
+        encode = self.model.encode_query if side is Side.QUERY else self.model.encode_document
+        vectors = encode(
+            texts,
+            batch_size=len(texts),
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return list(vectors.astype(np.float32, copy=False))

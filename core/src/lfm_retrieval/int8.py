@@ -1,0 +1,50 @@
+"""Int8 inference for the Linear layers on CPU: per-channel weights, per-token activations.
+
+Written here because torch's ``quantize_dynamic`` takes one activation scale per batch
+(a text's vector then depends on its batch, and all-MiniLM-L6-v2 agreed with float32
+at cosine 0.94-0.97), and torchao ties each release to one torch version, which the
+two supported stacks cannot share. ``torch._int_mm`` runs the int8 matmul itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Int8Linear(nn.Module):
+    """``nn.Linear`` with int8 weights (one scale per output channel) and int8 inputs
+    quantised per token at run time; accumulates in int32 and rescales to float32."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+        self.register_buffer("weight_t", torch.round(weight / scale[:, None]).to(torch.int8).t().contiguous())
+        self.register_buffer("weight_scale", scale)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1]).float()
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127.0
+        q = torch.round(rows / scale).to(torch.int8)
+        out = torch._int_mm(q, self.weight_t).float() * scale * self.weight_scale
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def quantize_linear_layers(model: nn.Module) -> int:
+    """Replace every ``nn.Linear`` inside ``model`` by an :class:`Int8Linear`, in place."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, Int8Linear(child))
+                replaced += 1
+    return replaced

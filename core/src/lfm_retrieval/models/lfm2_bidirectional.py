@@ -1,0 +1,129 @@
+"""The bidirectional LFM2 trunk of LFM2.5-Embedding-350M and LFM2.5-ColBERT-350M.
+
+The checkpoints declare ``architectures: ["Lfm2BidirectionalModel"]`` and ship the class
+as remote code that patches transformers' shared LFM2 module on import. Loading them
+without that code silently gives the *causal* LFM2 (the weight names match). This
+module provides the class itself, so no ``trust_remote_code`` is needed, and registers
+it with ``AutoModel`` next to the native class: transformers picks it only for configs
+whose ``architectures`` name it, so causal LFM2 models keep loading unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel
+from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.models.lfm2.configuration_lfm2 import Lfm2Config
+from transformers.models.lfm2.modeling_lfm2 import Lfm2Model
+
+ARCHITECTURE = "Lfm2BidirectionalModel"
+# Additive mask value on padded keys, as in the reference implementation.
+_MASKED = -1e9
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class Lfm2BidirectionalModel(Lfm2Model):
+    """LFM2 run as an encoder: every token sees every real token.
+
+    * attention has no causal mask, only a key-padding mask;
+    * each short convolution applies its kernel centred (``k // 2`` zeros on both
+      sides) instead of causally; padded positions are not zeroed (as trained).
+
+    Parameters and state-dict keys are those of :class:`Lfm2Model`, so the published
+    weights load as they are. The forward pass is a layer loop of its own, calling
+    each layer's sub-modules directly, because the signatures of transformers' LFM2
+    layers and mask builders change between 5.x releases.
+    """
+
+    def __init__(self, config: Lfm2Config) -> None:
+        super().__init__(config)
+        for layer in self.layers:
+            if layer.is_attention_layer:
+                # SDPA integrations go causal when the mask is None and the module says so.
+                layer.self_attn.is_causal = False
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **_: object,
+    ) -> BaseModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, seq_len, _ = hidden.shape
+        if position_ids is None:
+            position_ids = torch.arange(seq_len, device=hidden.device).unsqueeze(0).expand(batch, -1)
+        cos, sin = self.rotary_emb(hidden, position_ids)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        key_mask = _key_padding_mask(attention_mask, hidden.dtype)
+
+        for layer in self.layers[: self.config.num_hidden_layers]:
+            normed = layer.operator_norm(hidden)
+            if layer.is_attention_layer:
+                mixed = self._attention(layer.self_attn, normed, cos, sin, key_mask)
+            else:
+                mixed = _centred_short_conv(layer.conv, normed)
+            hidden = hidden + mixed
+            hidden = hidden + layer.feed_forward(layer.ffn_norm(hidden))
+
+        return BaseModelOutputWithPast(last_hidden_state=self.embedding_norm(hidden))
+
+    @staticmethod
+    def _attention(
+        attn: torch.nn.Module,
+        hidden: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        key_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        batch, seq_len, _ = hidden.shape
+        shape = (batch, seq_len, -1, attn.head_dim)
+        q = attn.q_layernorm(attn.q_proj(hidden).view(shape)).transpose(1, 2)
+        k = attn.k_layernorm(attn.k_proj(hidden).view(shape)).transpose(1, 2)
+        v = attn.v_proj(hidden).view(shape).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        if attn.num_key_value_groups > 1:
+            k = k.repeat_interleave(attn.num_key_value_groups, dim=1)
+            v = v.repeat_interleave(attn.num_key_value_groups, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False, scale=attn.scaling)
+        return attn.out_proj(out.transpose(1, 2).reshape(batch, seq_len, -1))
+
+
+def _key_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Additive (batch, 1, 1, seq) mask on padded keys; None when nothing is padded."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    padded = (attention_mask == 0)[:, None, None, :]
+    return torch.zeros(padded.shape, dtype=dtype, device=attention_mask.device).masked_fill(padded, _MASKED)
+
+
+def _centred_short_conv(conv: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """LFM2's gated short convolution with the kernel centred on each position."""
+    b, c, x = conv.in_proj(hidden).transpose(-1, -2).chunk(3, dim=-2)
+    weight = conv.conv.weight
+    mixed = F.conv1d(b * x, weight, conv.conv.bias, padding=weight.shape[-1] // 2, groups=weight.shape[0])
+    return conv.out_proj((c * mixed).transpose(-1, -2))
+
+
+def register() -> None:
+    """Let ``AutoModel`` (hence sentence-transformers and PyLate) build this class.
+
+    Registered as ``(Lfm2Model, Lfm2BidirectionalModel)``: transformers picks the entry
+    whose name is in ``config.architectures`` and falls back to the first, so configs
+    of causal LFM2 models keep getting the native class. Idempotent.
+    """
+    AutoModel.register(Lfm2Config, (Lfm2Model, Lfm2BidirectionalModel), exist_ok=True)
+
+
+def is_bidirectional_checkpoint(config: object) -> bool:
+    """Whether a transformers config declares the bidirectional LFM2 architecture."""
+    return ARCHITECTURE in (getattr(config, "architectures", None) or [])

