@@ -6,12 +6,13 @@ import json
 
 import pytest
 import torch
-from lfm_retrieval import DenseEncoder, ModelLoadError
-from lfm_retrieval.models import Lfm2BidirectionalModel
-from lfm_retrieval.testing import build_causal_lfm2
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoModelForCausalLM
 from transformers.models.lfm2.modeling_lfm2 import Lfm2ForCausalLM, Lfm2Model
+
+from lfm_retrieval import DenseEncoder, ModelLoadError
+from lfm_retrieval.models import Lfm2BidirectionalModel
+from lfm_retrieval.testing import build_causal_lfm2
 
 
 def _first_position(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:

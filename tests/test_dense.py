@@ -7,10 +7,11 @@ import logging
 import numpy as np
 import pytest
 import torch
+from sentence_transformers import SentenceTransformer
+
 from conftest import TEXTS
 from lfm_retrieval import DenseEncoder, InvalidTextError, ModelLoadError
 from lfm_retrieval.testing import build_dense_checkpoint
-from sentence_transformers import SentenceTransformer
 
 
 @pytest.fixture(scope="module")

@@ -51,9 +51,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         self.model_name = str(model)
         device = load_device(device, dtype, quantize)
         local_st_config(self.model_name)
-        self.model: SentenceTransformer = load_or_explain(
-            self.model_name, SentenceTransformer, device=device
-        )
+        self.model: SentenceTransformer = load_or_explain(self.model_name, SentenceTransformer, device=device)
         is_lfm25 = check_backbone(self.model, self.model_name)
         place(self.model, dtype, quantize)
         prompts = self.model.prompts or {}

@@ -121,7 +121,15 @@ def register() -> None:
     whose name is in ``config.architectures`` and falls back to the first, so configs
     of causal LFM2 models keep getting the native class. Idempotent.
     """
-    AutoModel.register(Lfm2Config, (Lfm2Model, Lfm2BidirectionalModel), exist_ok=True)
+    entry = (Lfm2Model, Lfm2BidirectionalModel)
+    AutoModel.register(Lfm2Config, entry, exist_ok=True)
+    mapping = AutoModel._model_mapping
+    if mapping[Lfm2Config] != entry:
+        # Some 5.x releases (5.17 among them) silently skip registrations for their own config
+        # classes; the mapping's override table (_extra_content) exists in every 5.x release.
+        mapping._extra_content[Lfm2Config] = entry
+    if mapping[Lfm2Config] != entry:
+        raise RuntimeError("could not register Lfm2BidirectionalModel with transformers' AutoModel")
 
 
 def is_bidirectional_checkpoint(config: object) -> bool:

@@ -150,11 +150,16 @@ def _save_trunk(path: Path, config: Lfm2Config, tokenizer: PreTrainedTokenizerFa
     _write_json(path / "config.json", cfg)
 
 
-def build_dense_checkpoint(path: str | Path, *, prompts: bool = True, seed: int = 0) -> Path:
-    """LFM2.5-Embedding-350M's layout: Transformer + CLS Pooling, prompts, no Normalize."""
+def build_dense_checkpoint(
+    path: str | Path, *, prompts: bool = True, seed: int = 0, config: Lfm2Config | None = None
+) -> Path:
+    """LFM2.5-Embedding-350M's layout: Transformer + CLS Pooling, prompts, no Normalize.
+
+    ``config`` defaults to :func:`tiny_config`; pass :func:`lfm25_config` for the real size.
+    """
     path = Path(path)
     tokenizer = build_tokenizer()
-    config = tiny_config(vocab_size=len(tokenizer))
+    config = config or tiny_config(vocab_size=len(tokenizer))
     _save_trunk(path, config, tokenizer, seed)
     _write_json(
         path / "modules.json",
