@@ -18,7 +18,11 @@ for stack in $stacks; do
   echo "== stack '$stack' ($venv)"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv" || exit 1
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "stacks/$stack.txt" || exit 1
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e core || exit 1
+  editables=(-e core)
+  for project in integrations/*/pyproject.toml; do
+    [ -e "$project" ] && editables+=(-e "$(dirname "$project")")
+  done
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "${editables[@]}" || exit 1
   "$venv/bin/python" -m pytest -p no:cacheprovider "$@" || status=1
 done
 

@@ -11,3 +11,19 @@ class InvalidTextError(LFMRetrievalError, ValueError):
 
 class ModelLoadError(LFMRetrievalError, OSError):
     """A model could not be found or is not of the expected kind; the message names it."""
+
+
+class InvalidRecordError(LFMRetrievalError, ValueError):
+    """A record cannot be stored (bad key, vector or payload); the message names the record."""
+
+
+class InvalidFilterError(LFMRetrievalError, ValueError):
+    """A metadata filter is malformed; the message says which part."""
+
+
+class CollectionMismatchError(LFMRetrievalError, ValueError):
+    """An existing collection was made for another dimension, distance, vector type or model."""
+
+
+class StoreUnavailableError(LFMRetrievalError, ConnectionError):
+    """A store's server could not be reached; the message names the URI."""

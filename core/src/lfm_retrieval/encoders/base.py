@@ -30,6 +30,13 @@ class Encoder(ABC, Generic[Vector]):
         self.chunk_size = chunk_size
         self.stats = EncodeStats()
 
+    model_name: str
+
+    @property
+    def model_id(self) -> str:
+        """The model's name without its folder or Hub organisation (what stores record)."""
+        return self.model_name.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+
     @abstractmethod
     def _token_lengths(self, texts: list[str], side: Side) -> tuple[list[int], int]:
         """Each text's length in tokens as the model will see it, and how many were cut."""
