@@ -12,16 +12,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lfm_retrieval.testing import build_colbert_checkpoint, build_dense_checkpoint
 
-# Mixed lengths, several languages, punctuation (the ColBERT skiplist) and a repeat length.
-TEXTS = [
-    "Wireless headphones",
-    "Auriculares inalámbricos con cancelación de ruido, 30 horas de batería.",
-    "Kopfhörer!",
-    "Ergonomic office chair; adjustable lumbar support (black), fits desks 70-80 cm high.",
-    "Trail shoes",
-    "Une gourde en acier inoxydable de 750 ml qui garde les boissons fraîches.",
-]
-
 
 @pytest.fixture(scope="session")
 def dense_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

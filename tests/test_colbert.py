@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TEXTS
 from lfm_retrieval import ColBERTEncoder, InvalidTextError, ModelLoadError
+from sample_texts import TEXTS
 
 HAS_PYLATE = importlib.util.find_spec("pylate") is not None
 try:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from conftest import TEXTS
 from lfm_retrieval import DenseEncoder, InvalidTextError, ModelLoadError
 from lfm_retrieval.testing import build_dense_checkpoint
+from sample_texts import TEXTS
 
 
 @pytest.fixture(scope="module")
