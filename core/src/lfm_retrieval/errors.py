@@ -27,3 +27,11 @@ class CollectionMismatchError(LFMRetrievalError, ValueError):
 
 class StoreUnavailableError(LFMRetrievalError, ConnectionError):
     """A store's server could not be reached; the message names the URI."""
+
+
+class BadRecordError(LFMRetrievalError, ValueError):
+    """A catalog record cannot be indexed; carries its position (``file:line``) and the problem."""
+
+    def __init__(self, position: str, problem: str) -> None:
+        super().__init__(f"record {position}: {problem}")
+        self.position, self.problem = position, problem

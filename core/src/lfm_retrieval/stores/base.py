@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lfm_retrieval.errors import InvalidRecordError
 from lfm_retrieval.stores.filters import Node, parse_filter
 from lfm_retrieval.stores.records import CollectionSpec, Hit, Record, stable_id
 
@@ -76,11 +77,29 @@ class DenseStore(ABC):
         if ids:
             self._delete(ids)
 
+    def update_payloads(self, items: Iterable[tuple[str, dict[str, Any], str]]) -> int:
+        """Replace the payload and fingerprint of stored records, keeping their vectors.
+
+        ``items`` are (key, payload, fingerprint); keys not stored are ignored. Returns
+        how many were updated.
+        """
+        rows = []
+        for key, payload, fingerprint in items:
+            if not isinstance(payload, dict):
+                raise InvalidRecordError(f"record {key!r}: payload must be a dict; nothing written")
+            rows.append((stable_id(key), key, payload, fingerprint))
+        return self._update_payloads(rows) if rows else 0
+
     # -- reads ------------------------------------------------------------------------------
     def count(self, filter: FilterSpec = None) -> int:
         """How many records the collection holds (matching ``filter``, if given)."""
         self._require_spec()
         return self._count(parse_filter(filter))
+
+    def fingerprints(self) -> dict[str, str]:
+        """Every stored record's key and fingerprint (what the catalog job compares against)."""
+        self._require_spec()
+        return dict(self._scan_fingerprints())
 
     def search(self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
         """The ``k`` nearest records to a query vector, best first, optionally filtered."""
@@ -134,6 +153,14 @@ class DenseStore(ABC):
 
     @abstractmethod
     def _delete(self, ids: list[str]) -> None: ...
+
+    def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
+        """(id, key, payload, fingerprint) rows: replace payload and fingerprint, keep the vector."""
+        raise NotImplementedError(f"{type(self).__name__} cannot update payloads yet")
+
+    def _scan_fingerprints(self) -> Iterable[tuple[str, str]]:
+        """(key, fingerprint) of every stored record."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list fingerprints yet")
 
     @abstractmethod
     def _count(self, filter: Node | None) -> int: ...

@@ -43,7 +43,7 @@ class MemoryStore(DenseStore):
     def _upsert(self, rows: list[tuple[str, np.ndarray, Record]]) -> int:
         with _LOCK:
             for record_id, vector, record in rows:
-                self._data["rows"][record_id] = (record.key, vector.copy(), dict(record.payload))
+                self._data["rows"][record_id] = (record.key, vector.copy(), dict(record.payload), record.fingerprint)
         return len(rows)
 
     def _delete(self, ids: list[str]) -> None:
@@ -51,8 +51,20 @@ class MemoryStore(DenseStore):
             for record_id in ids:
                 self._data["rows"].pop(record_id, None)
 
+    def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
+        with _LOCK:
+            stored = self._data["rows"]
+            hits = [(rid, payload, fp) for rid, _, payload, fp in rows if rid in stored]
+            for rid, payload, fp in hits:
+                key, vector, _, _ = stored[rid]
+                stored[rid] = (key, vector, dict(payload), fp)
+        return len(hits)
+
+    def _scan_fingerprints(self) -> list[tuple[str, str]]:
+        return [(key, fp) for key, _, _, fp in self._data["rows"].values()]
+
     def _count(self, filter: Node | None) -> int:
-        return sum(matches(filter, payload) for _, _, payload in self._data["rows"].values())
+        return sum(matches(filter, row[2]) for row in self._data["rows"].values())
 
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
         rows = [(rid, row) for rid, row in self._data["rows"].items() if matches(filter, row[2])]

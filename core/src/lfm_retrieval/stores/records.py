@@ -69,11 +69,16 @@ class CollectionSpec:
 
 @dataclass
 class Record:
-    """One item to store: the caller's key, its vector, and payload for filters and display."""
+    """One item to store: the caller's key, its vector, and payload for filters and display.
+
+    ``fingerprint`` is opaque to stores: they keep it with the vector and hand it back
+    from ``DenseStore.fingerprints()`` (the catalog job uses it to skip unchanged records).
+    """
 
     key: str
     vector: np.ndarray | Sequence[float]
     payload: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
 
     @property
     def id(self) -> str:
