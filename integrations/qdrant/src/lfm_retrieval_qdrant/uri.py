@@ -1,0 +1,64 @@
+"""Parse the store URIs this package answers to into where to connect and which collection."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+LOCAL_SCHEME = "qdrant+local"
+SERVER_SCHEMES = {"qdrant": False, "qdrant+http": False, "qdrant+https": True}
+DEFAULT_PORT = 6333
+IN_MEMORY = ":memory:"
+
+
+@dataclass(frozen=True)
+class QdrantTarget:
+    """Where a collection lives: a local folder (or ``:memory:``) or a server, and its name."""
+
+    uri: str
+    collection: str
+    folder: str | None = None
+    host: str | None = None
+    port: int = DEFAULT_PORT
+    https: bool = False
+
+    @property
+    def is_local(self) -> bool:
+        return self.folder is not None
+
+    @property
+    def where(self) -> str:
+        """The location to name in messages (no credentials ever appear in it)."""
+        if self.folder is not None:
+            return self.folder
+        return f"{'https' if self.https else 'http'}://{self.host}:{self.port}"
+
+
+def parse_uri(uri: str) -> QdrantTarget:
+    """``qdrant+local://<folder>/<collection>``, ``qdrant://host:port/<collection>``,
+    ``qdrant+https://host:port/<collection>`` (``qdrant+http://`` is ``qdrant://``).
+
+    A local folder may be relative (``qdrant+local://./index/products``), absolute
+    (``qdrant+local:///srv/index/products``) or ``:memory:`` (``qdrant+local://:memory:/products``).
+    """
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == LOCAL_SCHEME:
+        location = unquote(parts.netloc + parts.path)
+        folder, _, name = location.rstrip("/").rpartition("/")
+        if not folder or not name:
+            raise ValueError(f"{uri!r}: expected qdrant+local://<folder>/<collection>")
+        if folder != IN_MEMORY:
+            folder = os.path.realpath(os.path.expanduser(folder))
+        return QdrantTarget(uri=uri, collection=name, folder=folder)
+    if scheme in SERVER_SCHEMES:
+        name = unquote(parts.path.strip("/"))
+        if not parts.hostname or not name or "/" in name:
+            raise ValueError(f"{uri!r}: expected {scheme}://host:port/<collection>")
+        try:
+            port = parts.port or DEFAULT_PORT
+        except ValueError as error:
+            raise ValueError(f"{uri!r}: bad port ({error})") from None
+        return QdrantTarget(uri=uri, collection=name, host=parts.hostname, port=port, https=SERVER_SCHEMES[scheme])
+    raise ValueError(f"{uri!r} is not a Qdrant URI (qdrant+local://, qdrant://, qdrant+https://)")

@@ -1,0 +1,362 @@
+"""The Milvus adapter beyond the conformance suite, against the real Milvus 2.3 server (and
+Milvus Lite): read-your-writes, the expression builder (escaping, and agreement with the
+portable ``matches`` on the server's own parser), the spec and schema, bad records,
+payload updates, and a Lite round trip."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lfm_retrieval_milvus")
+
+from lfm_retrieval_milvus import NEVER, MilvusDenseStore, UnsupportedSpecError, build_expression, parse_uri
+from lfm_retrieval_milvus.schema import SPEC_PROPERTY
+from pymilvus import DataType, MilvusClient
+from services import milvus_uri  # noqa: F401  (fixture)
+
+from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
+from lfm_retrieval.stores import CollectionSpec, Record, matches, open_store, parse_filter
+
+INJECTION = "x'); DROP TABLE t; --"
+SPEC = CollectionSpec(dimension=8, model="unit-test-model")
+rng = np.random.default_rng(11)
+_names = itertools.count()
+
+
+def _name(prefix: str = "m") -> str:
+    return f"{prefix}_{next(_names)}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def server_store(milvus_uri, request):  # noqa: F811
+    """``server_store(**options)``: a store on a fresh collection of the test server."""
+    opened: list[MilvusDenseStore] = []
+
+    def make(name: str | None = None, **options) -> MilvusDenseStore:
+        store = open_store(f"{milvus_uri.rstrip('/')}/{name or _name()}", **options)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def _client(store: MilvusDenseStore) -> MilvusClient:
+    return store.client
+
+
+def _vectors(n: int) -> np.ndarray:
+    return rng.normal(size=(n, 8)).astype(np.float32)
+
+
+# -- read-your-writes ---------------------------------------------------------------------------
+
+
+def test_a_record_is_found_by_the_search_right_after_its_upsert(server_store):
+    store = server_store()
+    store.ensure_collection(SPEC)
+    other = server_store(store.collection)  # another client in the same process
+    for i, vector in enumerate(_vectors(10)):
+        record = Record(f"fresh-{i}", vector, {"i": i})
+        store.upsert([record])
+        assert store.search(vector, k=1)[0].key == record.key
+        assert other.search(vector, k=1)[0].key == record.key
+        assert store.count() == i + 1
+    store.delete(["fresh-3"])
+    assert all(hit.key != "fresh-3" for hit in store.search(_vectors(1)[0], k=10))
+    assert store.count() == 9
+
+
+def test_writes_of_another_process_are_counted_at_once_and_searched_with_strong(server_store, milvus_uri):  # noqa: F811
+    name = _name()
+    store = server_store(name)
+    store.ensure_collection(SPEC)
+    vectors = _vectors(5)
+    script = (
+        "import sys, numpy as np\n"
+        "from lfm_retrieval.stores import CollectionSpec, Record, open_store\n"
+        "store = open_store(sys.argv[1])\n"
+        "store.ensure_collection(CollectionSpec(dimension=8, model='unit-test-model'))\n"
+        "vectors = np.array(eval(sys.argv[2]), dtype=np.float32)\n"
+        "store.upsert([Record(f'child-{i}', v, {'i': i}) for i, v in enumerate(vectors)])\n"
+        "store.close()\n"
+    )
+    uri = f"{milvus_uri.rstrip('/')}/{name}"
+    subprocess.run([sys.executable, "-c", script, uri, repr(vectors.tolist())], check=True, timeout=120)
+    assert store.count() == 5, "counts are Strong: exact whoever wrote"
+    strong = server_store(name, consistency="Strong")
+    assert [strong.search(v, k=1)[0].key for v in vectors] == [f"child-{i}" for i in range(5)]
+
+
+def test_an_unknown_consistency_level_is_refused(milvus_uri):  # noqa: F811
+    with pytest.raises(ValueError, match="consistency"):
+        open_store(f"{milvus_uri.rstrip('/')}/{_name()}", consistency="Sometimes")
+
+
+# -- the expression builder ---------------------------------------------------------------------
+
+
+def test_keys_and_values_are_escaped_as_string_literals():
+    tricky = 'a"b\\c'
+    assert build_expression(parse_filter({tricky: tricky})) == 'metadata["a\\"b\\\\c"] == "a\\"b\\\\c"'
+    assert build_expression(parse_filter({INJECTION: INJECTION})) == (
+        'metadata["x\'); DROP TABLE t; --"] == "x\'); DROP TABLE t; --"'
+    )
+    assert build_expression(parse_filter({"k": "line\nnext\ttab\rret"})) == 'metadata["k"] == "line\\nnext\\ttab\\rret"'
+    # a value cannot close the literal and add a clause of its own
+    assert build_expression(parse_filter({"k": '" or 1 == 1 or "'})) == 'metadata["k"] == "\\" or 1 == 1 or \\""'
+
+
+def test_numbers_booleans_membership_and_ranges():
+    assert build_expression(parse_filter({"n": 3})) == 'metadata["n"] == 3'
+    assert build_expression(parse_filter({"n": 2.5})) == 'metadata["n"] == 2.5'
+    assert build_expression(parse_filter({"b": True})) == 'metadata["b"] == true'
+    assert build_expression(parse_filter({"p": {"gte": 1, "lt": 2.5}})) == (
+        '(metadata["p"] >= 1) and (metadata["p"] < 2.5)'
+    )
+    # Milvus refuses an `in` list that mixes kinds: one test per kind
+    assert build_expression(parse_filter({"c": {"in": ["a", "b", 2, 3, 3.5, True]}})) == (
+        '(metadata["c"] in ["a", "b"]) or (metadata["c"] in [2, 3]) '
+        'or (metadata["c"] == 3.5) or (metadata["c"] == true)'
+    )
+    assert build_expression(parse_filter({"c": {"in": ["a", "b"]}}), in_lists=False) == (
+        '(metadata["c"] == "a") or (metadata["c"] == "b")'
+    )
+    assert build_expression(None) is None
+
+
+def test_bounds_no_number_can_reach():
+    assert build_expression(parse_filter({"p": {"gt": float("inf")}})) is NEVER
+    assert build_expression(parse_filter({"p": {"lt": -(10**400)}})) is NEVER
+    assert build_expression(parse_filter({"p": {"lt": float("inf")}})) == 'metadata["p"] >= -1.7976931348623157e+308'
+    assert build_expression(parse_filter({"p": float("inf")})) is NEVER
+    assert build_expression(parse_filter({"$or": [{"p": {"gt": float("inf")}}, {"q": 1}]})) == 'metadata["q"] == 1'
+    assert build_expression(parse_filter({"p": {"gt": float("inf")}, "q": 1})) is NEVER
+    assert build_expression(parse_filter({"n": 2**64})) == 'metadata["n"] == 1.8446744073709552e+19'
+
+
+# Payloads whose values differ only in type, escaping or JSON-path spelling.
+TRICKY_KEYS = [INJECTION, 'q"b\\', "a/b", "a~1b", "a.b", "é ü", "tab\tkey", "0"]
+TRICKY_VALUES = [
+    True, False, 1, 1.0, 0, 0.0, -0.0, 2.5, -7, 2**62, "1", "true", "red", "", INJECTION, 'v"\\', "new\nline",
+    "é", "\x01", None, [1], ["red"], {"a": 1},
+]  # fmt: skip
+AGREEMENT_FILTERS = [
+    *({key: value} for key in TRICKY_KEYS for value in ("red", INJECTION, 'v"\\')),
+    *({"v": value} for value in TRICKY_VALUES if not isinstance(value, (list, dict)) and value is not None),
+    {"v": {"in": [1]}},
+    {"v": {"in": [True]}},
+    {"v": {"in": [0.0, "red"]}},
+    {"v": {"in": ["1", "true", INJECTION, 'v"\\', "new\nline"]}},
+    {"v": {"in": [2**62, -7, 2.5]}},
+    {"v": {"gte": 0}},
+    {"v": {"gt": 0, "lte": 2.5}},
+    {"v": {"lt": 0}},
+    {"v": {"gte": -1, "lt": float("inf")}},
+    {"v": {"gte": 2**62}},
+    {"$or": [{"v": True}, {"v": "red"}, {INJECTION: INJECTION}]},
+    {"$and": [{"v": {"gte": 0}}, {"$or": [{"v": 1}, {"v": 2.5}]}]},
+    {"missing": "red"},
+]
+
+
+def _tricky_records() -> list[Record]:
+    records = [Record(f"v-{i}", vector, {"v": value}) for i, (vector, value) in enumerate(zip(
+        _vectors(len(TRICKY_VALUES)), TRICKY_VALUES, strict=True))]  # fmt: skip
+    records += [
+        Record(f"k-{i}", vector, {key: value})
+        for i, (vector, (key, value)) in enumerate(
+            zip(_vectors(24), itertools.product(TRICKY_KEYS, ("red", INJECTION, 'v"\\')), strict=True)
+        )
+    ]
+    return [*records, Record("empty", _vectors(1)[0], {})]
+
+
+def _check_agreement(store) -> None:
+    store.ensure_collection(SPEC)
+    records = _tricky_records()
+    assert store.upsert(records) == len(records)
+    by_key = {r.key: r for r in records}
+    for spec in AGREEMENT_FILTERS:
+        expected = {r.key for r in records if matches(parse_filter(spec), r.payload)}
+        found = store.search(_vectors(1)[0], k=len(records), filter=spec)
+        assert {hit.key for hit in found} == expected, spec
+        assert all(hit.payload == by_key[hit.key].payload for hit in found)
+        assert store.count(spec) == len(expected), spec
+    assert store.count() == len(records), "nothing was dropped"
+
+
+def test_filters_agree_with_matches_on_the_server(server_store):
+    _check_agreement(server_store())
+
+
+def test_the_server_runs_the_escaped_expression_itself(server_store):
+    store = server_store()
+    store.ensure_collection(SPEC)
+    store.upsert(
+        [
+            Record("hostile", _vectors(1)[0], {'q"b\\': 'v"\\', INJECTION: INJECTION}),
+            Record("plain", _vectors(1)[0], {}),
+        ]
+    )
+    for spec in ({'q"b\\': 'v"\\'}, {INJECTION: INJECTION}):
+        expression = build_expression(parse_filter(spec))
+        rows = _client(store).query(
+            store.collection, filter=expression, output_fields=["key"], consistency_level="Strong"
+        )
+        assert [row["key"] for row in rows] == ["hostile"], expression
+    assert _client(store).has_collection(store.collection)
+
+
+# -- the spec, the schema, bad input -----------------------------------------------------------
+
+
+def test_the_spec_is_recorded_in_the_collection_properties(server_store):
+    store = server_store()
+    store.ensure_collection(CollectionSpec(dimension=8, distance="euclid", model="m1"))
+    description = _client(store).describe_collection(store.collection)
+    assert SPEC_PROPERTY in description["properties"]
+    fields = {f["name"]: f for f in description["fields"]}
+    assert fields["id"]["is_primary"] and fields["id"]["params"]["max_length"] == 36
+    assert fields["vector"]["type"] == DataType.FLOAT_VECTOR and int(fields["vector"]["params"]["dim"]) == 8
+    assert fields["metadata"]["type"] == DataType.JSON
+    index = _client(store).describe_index(store.collection, "vector")
+    assert (index["index_type"], index["metric_type"]) == ("HNSW", "L2")
+    with pytest.raises(CollectionMismatchError, match="already exists"):
+        server_store(store.collection).ensure_collection(CollectionSpec(dimension=8, distance="euclid", model="m2"))
+
+
+def test_a_collection_not_made_by_this_package_is_refused(server_store):
+    store = server_store()
+    _client(store).create_collection(store.collection, dimension=8)
+    with pytest.raises(CollectionMismatchError, match="not created by lfm-retrieval"):
+        store.ensure_collection(SPEC)
+    assert _client(store).query(store.collection, filter="", output_fields=["count(*)"])[0]["count(*)"] == 0
+
+
+def test_euclid_and_dot_scores_match_exact_search(server_store):
+    vectors = _vectors(30)
+    query = _vectors(1)[0]
+    for distance, exact in [
+        ("euclid", -np.linalg.norm(vectors - query, axis=1)),
+        ("dot", vectors @ query),
+        ("cosine", vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)),
+    ]:
+        store = server_store()
+        store.ensure_collection(CollectionSpec(dimension=8, distance=distance))
+        store.upsert([Record(f"r{i}", v) for i, v in enumerate(vectors)])
+        hits = store.search(query, k=5)
+        order = np.argsort(-exact)[:5]
+        assert [h.key for h in hits] == [f"r{i}" for i in order], distance
+        np.testing.assert_allclose([h.score for h in hits], exact[order], rtol=1e-4, atol=1e-5)
+
+
+def test_float16_is_refused_by_a_2_3_server_before_anything_is_created(server_store):
+    store = server_store()
+    with pytest.raises(UnsupportedSpecError, match=r"2\.4"):
+        store.ensure_collection(CollectionSpec(dimension=8, vector_type="float16"))
+    assert not _client(store).has_collection(store.collection)
+
+
+@pytest.mark.parametrize(
+    "payload, problem",
+    [
+        ({"x": float("nan")}, "finite"),
+        ({"x": 2**70}, "64-bit"),
+        ({1: "a"}, "not a string"),
+        ({"x": "a" * 70000}, "bytes"),
+    ],
+    ids=["nan", "big-int", "int-key", "too-big"],
+)
+def test_payloads_milvus_cannot_store_are_refused_whole(server_store, payload, problem):
+    store = server_store()
+    store.ensure_collection(SPEC)
+    batch = [Record(f"ok-{i}", v, {"i": i}) for i, v in enumerate(_vectors(3))]
+    batch.insert(1, Record("BAD/en", _vectors(1)[0], payload))
+    with pytest.raises(InvalidRecordError, match=f"BAD/en.*{problem}"):
+        store.upsert(batch)
+    assert store.count() == 0
+
+
+def test_a_key_repeated_in_one_batch_is_stored_once_last_wins(server_store):
+    store = server_store()
+    store.ensure_collection(SPEC)
+    a, b = _vectors(2)
+    store.upsert([Record("same", a, {"v": 1}), Record("other", b), Record("same", a, {"v": 2})])
+    assert store.count() == 2
+    assert store.search(a, k=1)[0].payload == {"v": 2}
+
+
+def test_payload_updates_keep_vectors_and_fingerprints_are_listed(server_store):
+    store = server_store()
+    store.ensure_collection(SPEC)
+    vectors = _vectors(3)
+    store.upsert([Record(f"r{i}", v, {"i": i}, fingerprint=f"fp{i}") for i, v in enumerate(vectors)])
+    assert store.update_payloads([("r1", {"i": 10}, "fp1b"), ("absent", {}, "x")]) == 1
+    assert store.fingerprints() == {"r0": "fp0", "r1": "fp1b", "r2": "fp2"}
+    hit = store.search(vectors[1], k=1)[0]
+    assert (hit.key, hit.payload) == ("r1", {"i": 10}) and hit.score == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(InvalidRecordError, match="r2"):
+        store.update_payloads([("r2", {"x": float("inf")}, "fp")])
+    assert store.search(vectors[2], k=1)[0].payload == {"i": 2}
+
+
+def test_uris():
+    target = parse_uri("milvus://user:secret@db.example:1234/products?db=shop")
+    assert (target.client_uri, target.collection, target.db_name, target.user, target.password) == (
+        "http://db.example:1234", "products", "shop", "user", "secret"
+    )  # fmt: skip
+    assert "secret" not in target.display_uri
+    assert parse_uri("milvus://h/c").client_uri == "http://h:19530"
+    lite = parse_uri("milvus+lite://./index/milvus.db/products")
+    assert lite.lite and lite.client_uri.endswith("/index/milvus.db") and lite.collection == "products"
+    for bad in ["milvus://h:1/", "milvus://h:1/a/b", "milvus://h:1/1abc", "milvus://h:1/c?x=1", "milvus+lite://./x/c"]:
+        with pytest.raises(ValueError):
+            parse_uri(bad)
+
+
+# -- Milvus Lite --------------------------------------------------------------------------------
+
+
+def test_milvus_lite_round_trip(tmp_path):
+    pytest.importorskip("milvus_lite")
+    uri = f"milvus+lite://{tmp_path}/lite.db/products"
+    vectors = _vectors(12)
+    records = [
+        Record(f"SKU-{i}", v, {"colour": ["red", "blue"][i % 2], "price": float(i), "flag": i % 3 == 0})
+        for i, v in enumerate(vectors)
+    ]
+    with open_store(uri) as store:
+        store.ensure_collection(SPEC)
+        assert store.upsert(records) == 12
+        assert store.search(vectors[4], k=1)[0].key == "SKU-4"
+        assert store.count({"colour": "red"}) == 6
+        found = store.search(vectors[0], k=12, filter={"price": {"gte": 2, "lt": 6}, "colour": {"in": ["red"]}})
+        assert {h.key for h in found} == {"SKU-2", "SKU-4"}
+        # Lite compares True == 1 and ranges over booleans: the store refilters with matches()
+        assert store.count({"flag": 1}) == 0 and store.count({"flag": {"gte": 0}}) == 0
+        assert store.search(vectors[0], k=12, filter={"flag": {"in": [1, 0]}}) == []
+        flagged = {"SKU-0", "SKU-3", "SKU-6", "SKU-9"}
+        assert {h.key for h in store.search(vectors[0], k=4, filter={"flag": True})} == flagged
+        store.delete(["SKU-0"])
+        assert store.count() == 11
+        with pytest.raises(UnsupportedSpecError, match="Lite"):
+            open_store(uri.replace("products", "halves")).ensure_collection(CollectionSpec(8, vector_type="float16"))
+    with open_store(uri) as reopened:  # Lite keeps collections released on reopen: the store loads them
+        assert reopened.count() == 11
+        assert reopened.search(vectors[5], k=1)[0].payload == records[5].payload
+        with pytest.raises(CollectionMismatchError, match="already exists"):
+            reopened.ensure_collection(CollectionSpec(dimension=8, model="another-model"))
+
+
+def test_filters_agree_with_matches_on_milvus_lite(tmp_path):
+    pytest.importorskip("milvus_lite")
+    with open_store(f"milvus+lite://{tmp_path}/lite.db/tricky") as store:
+        _check_agreement(store)
