@@ -95,7 +95,7 @@ class CatalogJob:
         payload_only: list[tuple[str, dict[str, Any], str]] = []
         total = _count_rows(source)
 
-        with Progress(total=total, enabled=self.progress, unit="records") as bar:
+        with Progress(total=total, enabled=self.progress, unit="records") as bar, self.store.bulk_load():
             for row in read_source(source):
                 summary.read += 1
                 bar.advance(1, summary)

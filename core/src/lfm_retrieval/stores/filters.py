@@ -124,9 +124,9 @@ def matches(node: Node | None, payload: Mapping[str, Any]) -> bool:
         return any(matches(item, payload) for item in node.items)
     value = payload.get(node.field)
     if isinstance(node, Eq):
-        return value == node.value and isinstance(value, bool) == isinstance(node.value, bool)
+        return _same(value, node.value)
     if isinstance(node, In):
-        return value in node.values
+        return any(_same(value, candidate) for candidate in node.values)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return (
@@ -134,4 +134,11 @@ def matches(node: Node | None, payload: Mapping[str, Any]) -> bool:
         and (node.gte is None or value >= node.gte)
         and (node.lt is None or value < node.lt)
         and (node.lte is None or value <= node.lte)
+    )
+
+
+def _same(value: Any, wanted: Scalar) -> bool:
+    """Typed equality: True is not the number 1, "1" is not 1 (as in JSON), 1 equals 1.0."""
+    return (
+        value == wanted and isinstance(value, bool) == isinstance(wanted, bool) and not isinstance(value, (list, dict))
     )
