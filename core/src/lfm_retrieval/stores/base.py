@@ -1,26 +1,44 @@
-"""The protocol every dense store speaks, whatever the database behind it."""
+"""The protocols every store speaks, whatever the database behind it.
+
+:class:`Store` holds what all collections share (schema check, idempotent upsert by
+stable id, delete, payload updates, fingerprints, count); :class:`DenseStore`,
+:class:`MultiVectorStore` and :class:`HybridStore` add the search of their kind.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lfm_retrieval.errors import InvalidRecordError
 from lfm_retrieval.stores.filters import Node, parse_filter
-from lfm_retrieval.stores.records import CollectionSpec, Hit, Record, stable_id
+from lfm_retrieval.stores.records import (
+    AnySpec,
+    CollectionSpec,
+    Hit,
+    HybridSpec,
+    Record,
+    check_query_tokens,
+    check_query_vector,
+    spec_from_metadata,
+    stable_id,
+    validate_records,
+)
 
 if TYPE_CHECKING:
-    from lfm_retrieval.encoders import DenseEncoder
+    from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
 
 FilterSpec = Mapping[str, Any] | Node | None
+TokenVectors = np.ndarray | Sequence[Sequence[float]]
 
 
-class DenseStore(ABC):
-    """A collection of (id, vector, payload) in one database, for one encoder.
+class Store(ABC):
+    """A collection of records (stable id, vectors, payload) in one database.
 
     Adapters implement the ``_``-prefixed methods; this class validates input first, so
     a bad batch is refused whole, before anything is written.
@@ -28,14 +46,23 @@ class DenseStore(ABC):
 
     #: The URI the store was opened from (for messages).
     uri: str
-    spec: CollectionSpec | None = None
+    spec: AnySpec | None = None
+    #: The kind of collection this class serves: "dense", "multivector" or "hybrid".
+    kind: str = "dense"
 
     # -- schema -----------------------------------------------------------------------------
-    def ensure_collection(self, spec: CollectionSpec) -> None:
+    def ensure_collection(self, spec: AnySpec) -> None:
         """Create the collection for ``spec``, or check that the existing one matches it.
 
-        Raises CollectionMismatchError before anything is written when it does not.
+        Raises CollectionMismatchError before anything is written when it does not
+        (another dimension, distance, vector type, model or kind).
         """
+        if spec.kind != self.kind:
+            from lfm_retrieval.errors import CollectionMismatchError
+
+            raise CollectionMismatchError(
+                f"{type(self).__name__} stores {self.kind} collections, not {spec.kind} ones ({self.uri!r})"
+            )
         existing = self._read_spec()
         if existing is None:
             self._create(spec)
@@ -43,12 +70,19 @@ class DenseStore(ABC):
             spec.check_matches(existing, f"collection {self.uri!r}")
         self.spec = spec
 
-    def _require_spec(self) -> CollectionSpec:
+    def _require_spec(self) -> Any:
         if self.spec is None:
             existing = self._read_spec()
             if existing is None:
                 raise LookupError(f"collection {self.uri!r} does not exist; call ensure_collection(spec) first")
-            self.spec = CollectionSpec(**existing)
+            spec = spec_from_metadata(existing)
+            if spec.kind != self.kind:
+                from lfm_retrieval.errors import CollectionMismatchError
+
+                raise CollectionMismatchError(
+                    f"collection {self.uri!r} is a {spec.kind} collection; open it as one (kind={spec.kind!r})"
+                )
+            self.spec = spec
         return self.spec
 
     # -- writes -----------------------------------------------------------------------------
@@ -57,8 +91,6 @@ class DenseStore(ABC):
 
         Each batch of ``batch_size`` is validated whole before it is written.
         """
-        from lfm_retrieval.stores.records import validate_records
-
         spec = self._require_spec()
         written = 0
         batch: list[Record] = []
@@ -70,6 +102,15 @@ class DenseStore(ABC):
         if batch:
             written += self._upsert(validate_records(batch, spec))
         return written
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[Store]:
+        """Group many ``upsert`` calls into one load (e.g. a job writing batch by batch).
+
+        Stores whose indexes are cheaper to build once after a load (pgvector's HNSW)
+        defer them to the end of the block; for the others this does nothing.
+        """
+        yield self
 
     def delete(self, keys: Iterable[str]) -> None:
         """Delete records by the caller's keys (absent keys are ignored)."""
@@ -101,38 +142,14 @@ class DenseStore(ABC):
         self._require_spec()
         return dict(self._scan_fingerprints())
 
-    def search(self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
-        """The ``k`` nearest records to a query vector, best first, optionally filtered."""
-        from lfm_retrieval.stores.records import check_query_vector
-
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive int, not {k!r}")
-        query = check_query_vector(vector, self._require_spec())
-        return self._search(query, k, parse_filter(filter))
-
-    def search_text(self, encoder: DenseEncoder, text: str, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
-        """Encode ``text`` on the query side with ``encoder`` and :meth:`search` with it."""
-        spec = self._require_spec()
-        if spec.model and encoder.model_id != spec.model:
-            from lfm_retrieval.errors import CollectionMismatchError
-
-            raise CollectionMismatchError(
-                f"collection {self.uri!r} holds vectors of {spec.model!r}, not of {encoder.model_id!r}"
-            )
-        return self.search(encoder.encode_queries([text])[0], k, filter)
-
     async def aupsert(self, records: Iterable[Record], *, batch_size: int = 512) -> int:
         """Async :meth:`upsert` (runs in a worker thread unless the adapter has a native one)."""
         return await asyncio.to_thread(self.upsert, list(records), batch_size=batch_size)
 
-    async def asearch(self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
-        """Async :meth:`search`."""
-        return await asyncio.to_thread(self.search, vector, k, filter)
-
     def close(self) -> None:  # noqa: B027 - optional for adapters
         """Release connections."""
 
-    def __enter__(self) -> DenseStore:
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -144,26 +161,153 @@ class DenseStore(ABC):
         """The stored spec (CollectionSpec.as_metadata() form), or None if there is no collection."""
 
     @abstractmethod
-    def _create(self, spec: CollectionSpec) -> None:
-        """Create the collection (and record the spec with it)."""
+    def _create(self, spec: AnySpec) -> None:
+        """Create the collection (and record ``spec.as_metadata()`` with it)."""
 
     @abstractmethod
-    def _upsert(self, rows: list[tuple[str, np.ndarray, Record]]) -> int:
-        """Write validated (id, vector, record) rows atomically per call; return the count."""
+    def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
+        """Write validated (id, vectors, record) rows atomically per call; return the count.
+
+        ``vectors`` is what :func:`validate_records` gives for the collection's kind."""
 
     @abstractmethod
     def _delete(self, ids: list[str]) -> None: ...
 
+    @abstractmethod
     def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
-        """(id, key, payload, fingerprint) rows: replace payload and fingerprint, keep the vector."""
-        raise NotImplementedError(f"{type(self).__name__} cannot update payloads yet")
+        """(id, key, payload, fingerprint) rows: replace payload and fingerprint, keep the vectors."""
 
+    @abstractmethod
     def _scan_fingerprints(self) -> Iterable[tuple[str, str]]:
         """(key, fingerprint) of every stored record."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list fingerprints yet")
 
     @abstractmethod
     def _count(self, filter: Node | None) -> int: ...
 
+
+def _check_k(k: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive int, not {k!r}")
+
+
+def _check_model(store: Store, spec: CollectionSpec, encoder: Any) -> None:
+    if spec.model and encoder.model_id != spec.model:
+        from lfm_retrieval.errors import CollectionMismatchError
+
+        raise CollectionMismatchError(
+            f"collection {store.uri!r} holds vectors of {spec.model!r}, not of {encoder.model_id!r}"
+        )
+
+
+class DenseStore(Store):
+    """A collection of (id, vector, payload): nearest-neighbour search over one vector per record."""
+
+    kind = "dense"
+
+    def search(self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
+        """The ``k`` nearest records to a query vector, best first, optionally filtered."""
+        _check_k(k)
+        query = check_query_vector(vector, self._require_spec())
+        return self._search(query, k, parse_filter(filter))
+
+    def search_text(self, encoder: DenseEncoder, text: str, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
+        """Encode ``text`` on the query side with ``encoder`` and :meth:`search` with it."""
+        _check_model(self, self._require_spec(), encoder)
+        return self.search(encoder.encode_queries([text])[0], k, filter)
+
+    async def asearch(self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
+        """Async :meth:`search`."""
+        return await asyncio.to_thread(self.search, vector, k, filter)
+
     @abstractmethod
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]: ...
+
+
+class MultiVectorStore(Store):
+    """A collection of (id, token vectors, payload) searched by late interaction (MaxSim).
+
+    A record's score for a query is the sum, over the query's token vectors, of the best
+    similarity with any of the record's token vectors.
+    """
+
+    kind = "multivector"
+
+    def search(self, token_vectors: TokenVectors, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
+        """The ``k`` records with the highest MaxSim against a query's token vectors, best first."""
+        _check_k(k)
+        query = check_query_tokens(token_vectors, self._require_spec())
+        return self._search(query, k, parse_filter(filter))
+
+    def search_text(self, encoder: ColBERTEncoder, text: str, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
+        """Encode ``text`` on the query side with the ColBERT ``encoder`` and :meth:`search` with it."""
+        _check_model(self, self._require_spec(), encoder)
+        return self.search(encoder.encode_queries([text])[0], k, filter)
+
+    async def asearch(self, token_vectors: TokenVectors, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
+        """Async :meth:`search`."""
+        return await asyncio.to_thread(self.search, token_vectors, k, filter)
+
+    @abstractmethod
+    def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]: ...
+
+
+class HybridStore(Store):
+    """A collection with a dense vector and ColBERT token vectors per record.
+
+    Search is two-stage: the ``prefetch`` nearest records by the dense vector, reordered by
+    MaxSim of the token vectors; the filter applies to both stages.
+    """
+
+    kind = "hybrid"
+
+    def search(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        token_vectors: TokenVectors,
+        k: int = 10,
+        filter: FilterSpec = None,
+        *,
+        prefetch: int = 100,
+    ) -> list[Hit]:
+        """The ``k`` best of the dense top-``prefetch``, ordered by MaxSim (scores are MaxSim)."""
+        _check_k(k)
+        _check_k(prefetch)
+        spec: HybridSpec = self._require_spec()
+        dense = check_query_vector(vector, spec.dense)
+        tokens = check_query_tokens(token_vectors, spec.multivector)
+        return self._search(dense, tokens, k, max(prefetch, k), parse_filter(filter))
+
+    def search_text(
+        self,
+        dense_encoder: DenseEncoder,
+        colbert_encoder: ColBERTEncoder,
+        text: str,
+        k: int = 10,
+        filter: FilterSpec = None,
+        *,
+        prefetch: int = 100,
+    ) -> list[Hit]:
+        """Encode ``text`` on the query side with both encoders and :meth:`search` with it."""
+        spec: HybridSpec = self._require_spec()
+        _check_model(self, spec.dense, dense_encoder)
+        _check_model(self, spec.multivector, colbert_encoder)
+        vector = dense_encoder.encode_queries([text])[0]
+        tokens = colbert_encoder.encode_queries([text])[0]
+        return self.search(vector, tokens, k, filter, prefetch=prefetch)
+
+    async def asearch(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        token_vectors: TokenVectors,
+        k: int = 10,
+        filter: FilterSpec = None,
+        *,
+        prefetch: int = 100,
+    ) -> list[Hit]:
+        """Async :meth:`search`."""
+        return await asyncio.to_thread(self.search, vector, token_vectors, k, filter, prefetch=prefetch)
+
+    @abstractmethod
+    def _search(
+        self, vector: np.ndarray, token_vectors: np.ndarray, k: int, prefetch: int, filter: Node | None
+    ) -> list[Hit]: ...

@@ -1,8 +1,8 @@
-"""An exact, in-process store: brute-force search over numpy arrays.
+"""Exact, in-process stores: brute-force search over numpy arrays.
 
-The reference the database adapters are measured against (recall of exact search),
-and a store for tests and small jobs. ``memory://name`` opens a process-wide
-collection by name; nothing is persisted.
+The reference the database adapters are measured against (recall of exact search), and
+stores for tests and small jobs. ``memory://name`` opens a process-wide collection by
+name (``kind="multivector"`` / ``"hybrid"`` for the other kinds); nothing is persisted.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from lfm_retrieval.stores.base import DenseStore
+from lfm_retrieval.scoring import maxsim_scores
+from lfm_retrieval.stores.base import DenseStore, HybridStore, MultiVectorStore, Store
 from lfm_retrieval.stores.filters import Node, matches
-from lfm_retrieval.stores.records import CollectionSpec, Hit, Record
+from lfm_retrieval.stores.records import AnySpec, Hit, Record
 
 _COLLECTIONS: dict[str, dict[str, Any]] = {}
 _LOCK = threading.Lock()
 
 
-class MemoryStore(DenseStore):
-    """Exact nearest-neighbour search in memory (cosine, dot or negative euclidean)."""
+class _MemoryCollection(Store):
+    """Rows ``{id: (key, vectors, payload, fingerprint)}`` in a process-wide dict."""
 
     def __init__(self, name: str = "default") -> None:
         self.uri = f"memory://{name}"
@@ -36,14 +37,14 @@ class MemoryStore(DenseStore):
         data = _COLLECTIONS.get(self._name)
         return None if data is None else dict(data["spec"])
 
-    def _create(self, spec: CollectionSpec) -> None:
+    def _create(self, spec: AnySpec) -> None:
         with _LOCK:
             _COLLECTIONS[self._name] = {"spec": spec.as_metadata(), "rows": {}}
 
-    def _upsert(self, rows: list[tuple[str, np.ndarray, Record]]) -> int:
+    def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
         with _LOCK:
-            for record_id, vector, record in rows:
-                self._data["rows"][record_id] = (record.key, vector.copy(), dict(record.payload), record.fingerprint)
+            for record_id, vectors, record in rows:
+                self._data["rows"][record_id] = (record.key, vectors, dict(record.payload), record.fingerprint)
         return len(rows)
 
     def _delete(self, ids: list[str]) -> None:
@@ -56,8 +57,8 @@ class MemoryStore(DenseStore):
             stored = self._data["rows"]
             hits = [(rid, payload, fp) for rid, _, payload, fp in rows if rid in stored]
             for rid, payload, fp in hits:
-                key, vector, _, _ = stored[rid]
-                stored[rid] = (key, vector, dict(payload), fp)
+                key, vectors, _, _ = stored[rid]
+                stored[rid] = (key, vectors, dict(payload), fp)
         return len(hits)
 
     def _scan_fingerprints(self) -> list[tuple[str, str]]:
@@ -66,24 +67,71 @@ class MemoryStore(DenseStore):
     def _count(self, filter: Node | None) -> int:
         return sum(matches(filter, row[2]) for row in self._data["rows"].values())
 
+    def _matching(self, filter: Node | None) -> list[tuple[str, tuple]]:
+        return [(rid, row) for rid, row in self._data["rows"].items() if matches(filter, row[2])]
+
+
+def _top(rows: list[tuple[str, tuple]], scores: np.ndarray, k: int) -> list[Hit]:
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [Hit(rows[i][0], rows[i][1][0], float(scores[i]), dict(rows[i][1][2])) for i in top]
+
+
+def _dense_scores(matrix: np.ndarray, vector: np.ndarray, distance: str) -> np.ndarray:
+    if distance == "cosine":
+        norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
+        return matrix @ vector / np.maximum(norms, 1e-12)
+    if distance == "dot":
+        return matrix @ vector
+    return -np.linalg.norm(matrix - vector, axis=1)
+
+
+class MemoryStore(_MemoryCollection, DenseStore):
+    """Exact nearest-neighbour search in memory (cosine, dot or negative euclidean)."""
+
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
-        rows = [(rid, row) for rid, row in self._data["rows"].items() if matches(filter, row[2])]
+        rows = self._matching(filter)
         if not rows:
             return []
         matrix = np.stack([row[1] for _, row in rows])
-        distance = self._data["spec"]["distance"]
-        if distance == "cosine":
-            norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(vector)), 1e-12)
-            scores = matrix @ vector / np.maximum(norms, 1e-12)
-        elif distance == "dot":
-            scores = matrix @ vector
-        else:
-            scores = -np.linalg.norm(matrix - vector, axis=1)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [Hit(rows[i][0], rows[i][1][0], float(scores[i]), dict(rows[i][1][2])) for i in top]
+        return _top(rows, _dense_scores(matrix, vector, self._data["spec"]["distance"]), k)
 
 
-def from_uri(uri: str, **_: Any) -> MemoryStore:
-    """``memory://name``."""
+class MemoryMultiVectorStore(_MemoryCollection, MultiVectorStore):
+    """Exact MaxSim over every stored record (token vectors used as stored)."""
+
+    def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
+        rows = self._matching(filter)
+        if not rows:
+            return []
+        return _top(rows, maxsim_scores([token_vectors], [row[1] for _, row in rows])[0], k)
+
+
+class MemoryHybridStore(_MemoryCollection, HybridStore):
+    """Exact dense top-``prefetch``, reordered by exact MaxSim."""
+
+    def _search(
+        self, vector: np.ndarray, token_vectors: np.ndarray, k: int, prefetch: int, filter: Node | None
+    ) -> list[Hit]:
+        rows = self._matching(filter)
+        if not rows:
+            return []
+        distance = self._data["spec"]["dense"]["distance"]
+        dense = _dense_scores(np.stack([row[1][0] for _, row in rows]), vector, distance)
+        candidates = [rows[i] for i in np.argsort(-dense, kind="stable")[:prefetch]]
+        scores = maxsim_scores([token_vectors], [row[1][1] for _, row in candidates])[0]
+        return _top(candidates, scores, k)
+
+
+_KINDS: dict[str, type[_MemoryCollection]] = {
+    "dense": MemoryStore,
+    "multivector": MemoryMultiVectorStore,
+    "hybrid": MemoryHybridStore,
+}
+
+
+def from_uri(uri: str, *, kind: str = "dense", **_: Any) -> Store:
+    """``memory://name``; ``kind`` is "dense", "multivector" or "hybrid"."""
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
     parts = urlsplit(uri)
-    return MemoryStore(parts.netloc + parts.path or "default")
+    return _KINDS[kind](parts.netloc + parts.path or "default")

@@ -16,6 +16,8 @@ ID_NAMESPACE = uuid.UUID("6f1d5a4e-2b7c-5e0f-9a31-4c8e2d7b1f60")
 
 Distance = Literal["cosine", "dot", "euclid"]
 VectorType = Literal["float32", "float16"]
+# "dense": one vector per record; "multivector": a matrix of token vectors per record (MaxSim).
+Kind = Literal["dense", "multivector"]
 
 
 def stable_id(key: str) -> str:
@@ -27,14 +29,21 @@ def stable_id(key: str) -> str:
 
 @dataclass(frozen=True)
 class CollectionSpec:
-    """What a collection holds; an existing collection must match it exactly."""
+    """What a collection holds; an existing collection must match it exactly.
+
+    ``kind="multivector"`` collections hold a matrix of ``dimension``-wide token vectors
+    per record, scored with MaxSim (``distance`` is then the per-token similarity).
+    """
 
     dimension: int
     distance: Distance = "cosine"
     vector_type: VectorType = "float32"
     model: str = ""
+    kind: Kind = "dense"
 
     def __post_init__(self) -> None:
+        if self.kind not in ("dense", "multivector"):
+            raise ValueError(f"kind must be 'dense' or 'multivector', not {self.kind!r}")
         if not isinstance(self.dimension, int) or self.dimension < 1:
             raise ValueError(f"dimension must be a positive int, not {self.dimension!r}")
         if self.distance not in ("cosine", "dot", "euclid"):
@@ -44,11 +53,16 @@ class CollectionSpec:
 
     @classmethod
     def for_encoder(cls, encoder: Any, *, vector_type: VectorType = "float32") -> CollectionSpec:
-        """The spec of a collection holding ``encoder``'s document vectors (cosine)."""
-        return cls(dimension=encoder.dimension, distance="cosine", vector_type=vector_type, model=encoder.model_id)
+        """The spec of a collection holding ``encoder``'s document vectors: cosine for a dense
+        encoder, a cosine-MaxSim multivector for a ColBERT encoder."""
+        from lfm_retrieval.encoders import ColBERTEncoder
+
+        kind: Kind = "multivector" if isinstance(encoder, ColBERTEncoder) else "dense"
+        return cls(encoder.dimension, "cosine", vector_type, encoder.model_id, kind)
 
     def as_metadata(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "dimension": self.dimension,
             "distance": self.distance,
             "vector_type": self.vector_type,
@@ -59,6 +73,7 @@ class CollectionSpec:
         """Raise CollectionMismatchError if ``existing`` (as stored) differs from this spec."""
         from lfm_retrieval.errors import CollectionMismatchError
 
+        existing = {"kind": "dense", **existing}
         wanted = self.as_metadata()
         diffs = [f"{k}: stored {existing.get(k)!r}, asked {v!r}" for k, v in wanted.items() if existing.get(k) != v]
         if diffs:
@@ -67,18 +82,68 @@ class CollectionSpec:
             )
 
 
+@dataclass(frozen=True)
+class HybridSpec:
+    """A collection holding, per record, a dense vector (first stage) and ColBERT token vectors (rerank)."""
+
+    dense: CollectionSpec
+    multivector: CollectionSpec
+    kind: Literal["hybrid"] = "hybrid"
+
+    def __post_init__(self) -> None:
+        if self.dense.kind != "dense" or self.multivector.kind != "multivector":
+            raise ValueError("HybridSpec needs a dense spec and a multivector spec, in that order")
+
+    @classmethod
+    def for_encoders(cls, dense: Any, colbert: Any, *, vector_type: VectorType = "float32") -> HybridSpec:
+        """The spec for ``dense``'s document vectors plus ``colbert``'s token vectors."""
+        return cls(
+            CollectionSpec.for_encoder(dense, vector_type=vector_type),
+            CollectionSpec.for_encoder(colbert, vector_type=vector_type),
+        )
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {"kind": "hybrid", "dense": self.dense.as_metadata(), "multivector": self.multivector.as_metadata()}
+
+    def check_matches(self, existing: Mapping[str, Any], where: str) -> None:
+        """Raise CollectionMismatchError if ``existing`` (as stored) differs from this spec."""
+        from lfm_retrieval.errors import CollectionMismatchError
+
+        if existing.get("kind", "dense") != "hybrid":
+            raise CollectionMismatchError(
+                f"{where} already exists as a {existing.get('kind', 'dense')!r} collection, not a hybrid one; "
+                "nothing was written"
+            )
+        self.dense.check_matches(existing.get("dense", {}), f"{where} (dense vector)")
+        self.multivector.check_matches(existing.get("multivector", {}), f"{where} (multivector)")
+
+
+AnySpec = CollectionSpec | HybridSpec
+
+
+def spec_from_metadata(metadata: Mapping[str, Any]) -> AnySpec:
+    """The spec a store recorded with ``as_metadata()``."""
+    if metadata.get("kind") == "hybrid":
+        return HybridSpec(CollectionSpec(**metadata["dense"]), CollectionSpec(**metadata["multivector"]))
+    return CollectionSpec(**metadata)
+
+
 @dataclass
 class Record:
-    """One item to store: the caller's key, its vector, and payload for filters and display.
+    """One item to store: the caller's key, its vectors, and payload for filters and display.
 
-    ``fingerprint`` is opaque to stores: they keep it with the vector and hand it back
-    from ``DenseStore.fingerprints()`` (the catalog job uses it to skip unchanged records).
+    A dense collection takes ``vector`` (one vector); a multivector collection takes
+    ``token_vectors`` (a ``(tokens, dim)`` array, e.g. one ColBERT document); a hybrid
+    collection takes both. ``fingerprint`` is opaque to stores: they keep it with the
+    vectors and hand it back from ``fingerprints()`` (the catalog job uses it to skip
+    unchanged records).
     """
 
     key: str
-    vector: np.ndarray | Sequence[float]
+    vector: np.ndarray | Sequence[float] | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    token_vectors: np.ndarray | Sequence[Sequence[float]] | None = None
 
     @property
     def id(self) -> str:
@@ -95,28 +160,76 @@ class Hit:
     payload: dict[str, Any]
 
 
-def validate_records(records: Iterable[Record], spec: CollectionSpec) -> list[tuple[str, np.ndarray, Record]]:
-    """Check a whole batch before any of it is written: (id, float32 vector, record) per record.
+def validate_records(records: Iterable[Record], spec: AnySpec) -> list[tuple[str, Any, Record]]:
+    """Check a whole batch before any of it is written: ``(id, vectors, record)`` per record.
 
-    Raises InvalidRecordError naming the record's key for a missing key, a vector of the
-    wrong length, a NaN or infinite value, or a payload that is not a dict of JSON values.
+    ``vectors`` is a float32 vector (dense), a float32 ``(tokens, dim)`` matrix
+    (multivector) or the pair of both (hybrid). Raises InvalidRecordError naming the
+    record's key for a missing key, vectors of the wrong shape or kind for the collection,
+    NaN or infinite values, or a payload that is not a dict.
     """
     checked = []
     for position, record in enumerate(records):
         if not isinstance(record, Record):
             raise InvalidRecordError(f"records[{position}] is {type(record).__name__}, expected Record")
         record_id = stable_id(record.key)
-        vector = np.asarray(record.vector, dtype=np.float32)
-        if vector.ndim != 1 or vector.shape[0] != spec.dimension:
-            raise InvalidRecordError(
-                f"record {record.key!r}: vector has shape {vector.shape}, expected ({spec.dimension},); nothing written"
-            )
-        if not np.isfinite(vector).all():
-            raise InvalidRecordError(f"record {record.key!r}: vector contains NaN or infinity; nothing written")
         if not isinstance(record.payload, dict):
             raise InvalidRecordError(f"record {record.key!r}: payload must be a dict; nothing written")
-        checked.append((record_id, vector, record))
+        if isinstance(spec, HybridSpec):
+            vectors: Any = (_dense_vector(record, spec.dense), _token_matrix(record, spec.multivector))
+        elif spec.kind == "multivector":
+            if record.vector is not None:
+                raise InvalidRecordError(
+                    f"record {record.key!r}: a dense vector was given to a multivector collection "
+                    "(use token_vectors=); nothing written"
+                )
+            vectors = _token_matrix(record, spec)
+        else:
+            if record.token_vectors is not None:
+                raise InvalidRecordError(
+                    f"record {record.key!r}: token vectors were given to a dense collection (use vector=); "
+                    "nothing written"
+                )
+            vectors = _dense_vector(record, spec)
+        checked.append((record_id, vectors, record))
     return checked
+
+
+def _dense_vector(record: Record, spec: CollectionSpec) -> np.ndarray:
+    if record.vector is None:
+        raise InvalidRecordError(f"record {record.key!r}: no vector given; nothing written")
+    vector = _float32(record.vector, record.key, "vector")
+    if vector.ndim != 1 or vector.shape[0] != spec.dimension:
+        raise InvalidRecordError(
+            f"record {record.key!r}: vector has shape {vector.shape}, expected ({spec.dimension},); nothing written"
+        )
+    return vector
+
+
+def _token_matrix(record: Record, spec: CollectionSpec) -> np.ndarray:
+    if record.token_vectors is None:
+        raise InvalidRecordError(f"record {record.key!r}: no token_vectors given; nothing written")
+    matrix = _float32(record.token_vectors, record.key, "token_vectors")
+    if matrix.ndim != 2 or matrix.shape[1] != spec.dimension:
+        raise InvalidRecordError(
+            f"record {record.key!r}: token_vectors have shape {matrix.shape}, expected (tokens, {spec.dimension}); "
+            "nothing written"
+        )
+    if matrix.shape[0] == 0:
+        raise InvalidRecordError(f"record {record.key!r}: zero token vectors; nothing written")
+    return matrix
+
+
+def _float32(values: Any, key: str, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=np.float32)
+    except (ValueError, TypeError) as exc:  # ragged rows: token vectors of mixed widths
+        raise InvalidRecordError(
+            f"record {key!r}: {what} are not one rectangular array ({exc}); nothing written"
+        ) from exc
+    if not np.isfinite(array).all():
+        raise InvalidRecordError(f"record {key!r}: {what} contain NaN or infinity; nothing written")
+    return array
 
 
 def check_query_vector(vector: np.ndarray | Sequence[float], spec: CollectionSpec) -> np.ndarray:
@@ -127,3 +240,18 @@ def check_query_vector(vector: np.ndarray | Sequence[float], spec: CollectionSpe
     if not np.isfinite(array).all():
         raise ValueError("query vector contains NaN or infinity")
     return array
+
+
+def check_query_tokens(token_vectors: np.ndarray | Sequence[Sequence[float]], spec: CollectionSpec) -> np.ndarray:
+    """A query's token vectors as a finite float32 ``(tokens, dim)`` matrix with at least one row."""
+    try:
+        matrix = np.asarray(token_vectors, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"query token vectors are not one rectangular array ({exc})") from exc
+    if matrix.ndim != 2 or matrix.shape[1] != spec.dimension:
+        raise ValueError(f"query token vectors have shape {matrix.shape}, expected (tokens, {spec.dimension})")
+    if matrix.shape[0] == 0:
+        raise ValueError("query has zero token vectors")
+    if not np.isfinite(matrix).all():
+        raise ValueError("query token vectors contain NaN or infinity")
+    return matrix
