@@ -152,3 +152,79 @@ def test_progress_logs_structured_lines_when_not_on_a_terminal(job, caplog):
     fields = json.loads(line.removeprefix("progress "))
     assert fields["read"] == 1 and fields["total"] == 4 and fields["encoded"] == 1 and "eta_s" in fields
     assert any("catalog run finished" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture(scope="module")
+def colbert(colbert_path):
+    from lfm_retrieval import ColBERTEncoder
+
+    return ColBERTEncoder(str(colbert_path), device="cpu")
+
+
+def _stored_token_vectors(store, key):
+    """The token vectors a memory store holds for ``key`` (what the job wrote)."""
+    from lfm_retrieval.stores import stable_id
+
+    vectors = store._data["rows"][stable_id(key)][1]
+    return vectors[1] if isinstance(vectors, tuple) else vectors
+
+
+def test_colbert_job_writes_document_token_vectors_and_is_incremental(colbert):
+    store = open_store(f"memory://catalog-{next(_stores)}", kind="multivector")
+    job = CatalogJob(colbert, store, text="{title}. {description}", key="{sku}/{locale}", batch_size=8, progress=False)
+    catalog = make_catalog(20)
+    assert job.run(catalog).encoded == 20
+    expected = colbert.encode_documents([f"{r['title']}. {r['description']}" for r in catalog[:3]])
+    for record, tokens in zip(catalog[:3], expected, strict=True):
+        assert (_stored_token_vectors(store, f"{record['sku']}/{record['locale']}") == tokens).all()
+    assert job.run(catalog).encoded == 0
+    query = colbert.encode_queries(["Product 7 title"])[0]
+    assert store.search(query, k=20)[0].key in {f"{r['sku']}/{r['locale']}" for r in catalog}
+
+
+def test_dense_and_colbert_in_one_pass_into_a_hybrid_collection(dense, colbert):
+    store = open_store(f"memory://catalog-{next(_stores)}", kind="hybrid")
+    job = CatalogJob(
+        dense, store, text="{title}", key="{sku}/{locale}", payload=["sku"], colbert=colbert, progress=False
+    )
+    catalog = make_catalog(30)
+    first = job.run(catalog)
+    assert (first.encoded, first.written) == (30, 30)
+    hits = store.search_text(dense, colbert, "Product 4 title", k=5, prefetch=30)
+    assert len(hits) == 5 and all("sku" in hit.payload for hit in hits)
+    changed = [dict(r) for r in catalog]
+    changed[4]["title"] = "Renamed product"
+    assert job.run(changed).encoded == 1
+    assert (_stored_token_vectors(store, "SKU-00004/de") == colbert.encode_documents(["Renamed product"])[0]).all()
+
+
+def test_dense_and_colbert_into_two_stores_resume_each_on_its_own(dense, colbert):
+    dense_store = open_store(f"memory://catalog-{next(_stores)}")
+    colbert_store = open_store(f"memory://catalog-{next(_stores)}", kind="multivector")
+    job = CatalogJob(
+        dense,
+        dense_store,
+        text="{title}",
+        key="{sku}/{locale}",
+        colbert=colbert,
+        colbert_store=colbert_store,
+        sync=True,
+        progress=False,
+    )
+    catalog = make_catalog(12)
+    job.run(catalog)
+    assert dense_store.count() == colbert_store.count() == 12
+    colbert_store.delete(["SKU-00003/en"])  # as if a run died after the dense write only
+    summary = job.run(catalog[:-1])
+    assert summary.encoded == 1 and summary.deleted == 1
+    assert set(dense_store.fingerprints()) == set(colbert_store.fingerprints()) == {
+        f"{r['sku']}/{r['locale']}" for r in catalog[:-1]
+    }
+
+
+def test_job_refuses_a_store_of_the_wrong_kind(dense, colbert):
+    multivector = open_store(f"memory://catalog-{next(_stores)}", kind="multivector")
+    with pytest.raises(ValueError, match="need a dense store"):
+        CatalogJob(dense, multivector, text="{title}", key="{sku}").run(make_catalog(2))
+    with pytest.raises(ValueError, match="need a hybrid store"):
+        CatalogJob(dense, open_store("memory://x"), text="{title}", key="{sku}", colbert=colbert).run([])

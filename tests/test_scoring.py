@@ -67,3 +67,16 @@ def test_colbert_rerank_orders_by_maxsim(colbert_path):
     assert [r.index for r in ranked] == list(np.argsort(-expected, kind="stable"))
     assert np.allclose([r.score for r in ranked], np.sort(expected)[::-1], atol=1e-5)
     assert rerank("anything", [], encoder) == []
+
+
+def test_exact_maxsim_index_equals_maxsim_scores():
+    from lfm_retrieval.scoring import ExactMaxSim
+
+    rng = np.random.default_rng(3)
+    docs = [rng.normal(size=(int(rng.integers(1, 30)), 8)).astype(np.float32) for _ in range(200)]
+    queries = [rng.normal(size=(5, 8)).astype(np.float32) for _ in range(3)]
+    index = ExactMaxSim(docs, block_tokens=64)  # many blocks, some smaller than a document
+    for query in queries:
+        expected = maxsim_scores([query], docs)[0]
+        assert np.allclose(index.scores(query), expected, atol=1e-4)
+        assert [r.index for r in index.search(query, k=7)] == list(np.argsort(-expected, kind="stable")[:7])

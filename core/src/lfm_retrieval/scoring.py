@@ -66,6 +66,48 @@ def maxsim_scores(
     return scores
 
 
+class ExactMaxSim:
+    """Exact MaxSim search over a fixed set of documents, packed once into one token matrix.
+
+    The brute-force reference: every query token against every document token. Packing
+    once (instead of per query, as :func:`maxsim_scores` must) makes a search one matrix
+    product per block of document tokens plus a segmented max.
+    """
+
+    def __init__(self, documents: Sequence[np.ndarray], *, block_tokens: int = 1 << 18) -> None:
+        documents = [np.asarray(d, dtype=np.float32) for d in documents]
+        if not documents or any(d.ndim != 2 or len(d) == 0 for d in documents):
+            raise ValueError("documents must be a non-empty list of non-empty (tokens, dim) arrays")
+        self.tokens = np.ascontiguousarray(np.concatenate(documents))
+        lengths = np.array([len(d) for d in documents])
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self.document_of_token = np.repeat(np.arange(len(documents)), lengths)
+        self.block_tokens = block_tokens
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """MaxSim of ``query`` (tokens, dim) with every document: shape (documents,)."""
+        query = np.asarray(query, dtype=np.float32)
+        best = np.empty((len(query), len(self.offsets)), dtype=np.float32)
+        # Blocks end on document boundaries so each block's segmented max is complete.
+        starts = self.offsets
+        first = 0
+        while first < len(starts):
+            last = int(np.searchsorted(starts, starts[first] + self.block_tokens, side="left"))
+            last = max(last, first + 1)
+            stop = starts[last] if last < len(starts) else len(self.tokens)
+            sims = query @ self.tokens[starts[first] : stop].T
+            best[:, first:last] = np.maximum.reduceat(sims, starts[first:last] - starts[first], axis=1)
+            first = last
+        return best.sum(axis=0)
+
+    def search(self, query: np.ndarray, k: int = 10) -> list[Ranked]:
+        """The ``k`` best documents for ``query``, best first."""
+        scores = self.scores(query)
+        top = np.argpartition(-scores, min(k, len(scores)) - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [Ranked(int(i), float(scores[i])) for i in top]
+
+
 def rerank(
     query: str | np.ndarray,
     candidates: Sequence[str] | Sequence[np.ndarray] | np.ndarray,

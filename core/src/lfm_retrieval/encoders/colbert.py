@@ -68,12 +68,14 @@ class ColBERTEncoder(Encoder[np.ndarray]):
             self.model = load_or_explain(self.model_name, ColBERT, device=device)
             self.query_length: int = self.model.query_length
             self.document_length: int = self.model.document_length
+            self.document_prefix: str = self.model.document_prefix
         else:
             from sentence_transformers import MultiVectorEncoder
 
             self.model = load_or_explain(self.model_name, MultiVectorEncoder, device=device)
             self.query_length = self.model[0].query_expansion["length"]
             self.document_length = self.model[0].document_length
+            self.document_prefix = (self.model.prompts or {}).get("document", "")
         is_lfm25 = check_backbone(self.model, self.model_name)
         if (
             is_lfm25
