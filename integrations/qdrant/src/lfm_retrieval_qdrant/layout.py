@@ -10,10 +10,16 @@ with the store's own (a user payload may itself hold ``_lfm_key``). Filters and
 payload indexes address user fields as ``_lfm_payload."<field>"``.
 
 Collection metadata (Qdrant's collection ``metadata``, kept by the server since 1.16
-and by local mode in its ``meta.json``)::
+and by local mode in its ``meta.json``): the spec's ``as_metadata()`` plus the layout::
 
-    {"lfm_retrieval": {"dimension": 1024, "distance": "cosine", "vector_type": "float32",
-                       "model": "LiquidAI/LFM2.5-Embedding-350M", "layout": 1}}
+    {"lfm_retrieval": {"kind": "dense", "dimension": 1024, "distance": "cosine",
+                       "vector_type": "float32", "model": "LiquidAI/LFM2.5-Embedding-350M",
+                       "layout": 1}}
+
+Vectors: a dense collection has one unnamed vector; a multivector collection one unnamed
+multivector (``MultiVectorConfig(MAX_SIM)``, HNSW off: ``m=0``); a hybrid collection the
+named vectors ``"dense"`` (HNSW) and ``"colbert"`` (the multivector, ``m=0``). The kind is
+read back from the vector config itself, never from the metadata alone.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
-from lfm_retrieval.stores import CollectionSpec, Hit
+from lfm_retrieval.stores import AnySpec, CollectionSpec, Hit, HybridSpec
 
 KEY_FIELD = "_lfm_key"
 FINGERPRINT_FIELD = "_lfm_fingerprint"
 PAYLOAD_FIELD = "_lfm_payload"
 METADATA_KEY = "lfm_retrieval"
 LAYOUT_VERSION = 1
+#: The named vectors of a hybrid collection.
+DENSE_VECTOR = "dense"
+COLBERT_VECTOR = "colbert"
 
 DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 _DISTANCE_NAMES = {value: name for name, value in DISTANCES.items()}
@@ -53,16 +62,34 @@ def point_payload(key: str, payload: Mapping[str, Any], fingerprint: str = "") -
     return {KEY_FIELD: key, FINGERPRINT_FIELD: fingerprint, PAYLOAD_FIELD: dict(payload)}
 
 
+def _as_stored(matrix: np.ndarray, spec: CollectionSpec) -> np.ndarray:
+    if spec.vector_type == "float16":
+        return matrix.astype(np.float16).astype(np.float32)
+    return matrix
+
+
 def stored_vectors(vectors: list[np.ndarray], spec: CollectionSpec) -> list[list[float]]:
-    """Vectors as sent: float16 collections get float16 values in every mode.
+    """Dense vectors as sent: float16 collections get float16 values in every mode.
 
     A server stores float16 itself; rounding here makes local mode (which keeps
     float32) hold and score the same values.
     """
-    matrix = np.stack(vectors)
-    if spec.vector_type == "float16":
-        matrix = matrix.astype(np.float16).astype(np.float32)
-    return matrix.tolist()
+    return _as_stored(np.stack(vectors), spec).tolist()
+
+
+def query_values(query: np.ndarray, spec: CollectionSpec) -> list[float] | list[list[float]]:
+    """A query vector or token matrix as sent: float16-rounded for a float16 vector.
+
+    Qdrant's engine scores a float16 vector against the query rounded to float16;
+    rounding here makes local mode score as a server does (a server's own rounding of
+    the rounded values changes nothing).
+    """
+    return _as_stored(query, spec).tolist()
+
+
+def stored_tokens(matrices: list[np.ndarray], spec: CollectionSpec) -> list[list[list[float]]]:
+    """Token matrices as sent, one per point (float16-rounded as :func:`stored_vectors`)."""
+    return [_as_stored(matrix, spec).tolist() for matrix in matrices]
 
 
 def to_hit(point: models.ScoredPoint, spec: CollectionSpec) -> Hit:
@@ -81,36 +108,83 @@ def to_hit(point: models.ScoredPoint, spec: CollectionSpec) -> Hit:
 
 
 def vector_params(spec: CollectionSpec) -> models.VectorParams:
-    """The collection's (single, unnamed) vector for ``spec``."""
+    """The Qdrant vector for ``spec``: dense (HNSW), or a MaxSim multivector with HNSW off (``m=0``).
+
+    A multivector's candidates come from a scan or a dense prefetch; an HNSW graph over
+    every token would cost much and serve nothing.
+    """
     datatype = models.Datatype.FLOAT16 if spec.vector_type == "float16" else None
+    if spec.kind == "multivector":
+        return models.VectorParams(
+            size=spec.dimension,
+            distance=DISTANCES[spec.distance],
+            datatype=datatype,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+            hnsw_config=models.HnswConfigDiff(m=0),
+        )
     return models.VectorParams(size=spec.dimension, distance=DISTANCES[spec.distance], datatype=datatype)
 
 
-def collection_metadata(spec: CollectionSpec) -> dict[str, Any]:
+def vectors_config(spec: AnySpec) -> models.VectorParams | dict[str, models.VectorParams]:
+    """The collection's vectors: one unnamed vector, or ``"dense"`` + ``"colbert"`` for a hybrid spec."""
+    if isinstance(spec, HybridSpec):
+        return {DENSE_VECTOR: vector_params(spec.dense), COLBERT_VECTOR: vector_params(spec.multivector)}
+    return vector_params(spec)
+
+
+def check_maxsim_distance(spec: CollectionSpec) -> None:
+    """Refuse a multivector distance whose Qdrant MaxSim is not the sum of best per-token similarities.
+
+    For ``euclid`` Qdrant sums the best negated *squared* distances and reports the square
+    root of the total, which orders records differently from the protocol's MaxSim.
+    """
+    if spec.kind == "multivector" and spec.distance == "euclid":
+        raise ValueError(
+            "Qdrant multivectors support MaxSim over 'cosine' or 'dot' token similarities, not 'euclid' "
+            "(its euclid MaxSim is the root of summed squared distances); nothing was written"
+        )
+
+
+def collection_metadata(spec: AnySpec) -> dict[str, Any]:
     """The metadata recorded with the collection when it is created."""
     return {METADATA_KEY: {**spec.as_metadata(), "layout": LAYOUT_VERSION}}
 
 
-def spec_of(config: models.CollectionConfig) -> dict[str, Any]:
-    """The spec an existing collection holds (``CollectionSpec.as_metadata()`` form).
-
-    Size, distance and datatype come from the collection's actual vector config; the
-    model from the recorded metadata (None when the collection was not made by this
-    package, which then matches no spec that names a model).
-    """
-    recorded = (config.metadata or {}).get(METADATA_KEY) or {}
-    vectors = config.params.vectors
-    if not isinstance(vectors, models.VectorParams):  # named vectors or none: not a collection of ours
-        names = sorted(vectors) if isinstance(vectors, Mapping) else []
-        return {"dimension": None, "distance": f"named vectors {names}", "vector_type": None, "model": None}
-    datatype = vectors.datatype
+def _params_spec(params: models.VectorParams, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    datatype = params.datatype
     vector_type = (
         "float32" if datatype in (None, models.Datatype.FLOAT32) else str(getattr(datatype, "value", datatype))
     )
-    distance = _DISTANCE_NAMES.get(vectors.distance, str(getattr(vectors.distance, "value", vectors.distance)))
+    distance = _DISTANCE_NAMES.get(params.distance, str(getattr(params.distance, "value", params.distance)))
     return {
-        "dimension": vectors.size,
+        "kind": "dense" if params.multivector_config is None else "multivector",
+        "dimension": params.size,
         "distance": distance,
         "vector_type": vector_type,
         "model": recorded.get("model"),
     }
+
+
+def spec_of(config: models.CollectionConfig) -> dict[str, Any]:
+    """The spec an existing collection holds (``as_metadata()`` form of its kind).
+
+    Kind, size, distance and datatype come from the collection's actual vector config
+    (an unnamed vector with a multivector config is a multivector collection; the named
+    vectors ``"dense"`` + ``"colbert"`` a hybrid one); the model from the recorded metadata
+    (None when the collection was not made by this package, which then matches no spec
+    that names a model).
+    """
+    recorded = (config.metadata or {}).get(METADATA_KEY) or {}
+    vectors = config.params.vectors
+    if isinstance(vectors, models.VectorParams):
+        return _params_spec(vectors, recorded)
+    names = sorted(vectors) if isinstance(vectors, Mapping) else []
+    if names == sorted((DENSE_VECTOR, COLBERT_VECTOR)):
+        assert isinstance(vectors, Mapping)
+        return {
+            "kind": "hybrid",
+            "dense": _params_spec(vectors[DENSE_VECTOR], recorded.get("dense") or {}),
+            "multivector": _params_spec(vectors[COLBERT_VECTOR], recorded.get("multivector") or {}),
+        }
+    # other named vectors, or none: not a collection of ours
+    return {"dimension": None, "distance": f"named vectors {names}", "vector_type": None, "model": None}

@@ -1,243 +1,102 @@
-"""``QdrantDenseStore``: the dense store protocol over a Qdrant collection (server or local mode)."""
+"""The Qdrant stores of each kind: dense, multivector (ColBERT MaxSim) and hybrid (dense prefetch -> MaxSim).
+
+All three are :class:`~lfm_retrieval_qdrant.collection.QdrantCollection` (connection,
+layout, writes, deletes, payload updates, counts); each adds how its vectors are sent and
+how it searches.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import UnexpectedResponse
+from qdrant_client import models
 
-from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
-from lfm_retrieval.stores import CollectionSpec, DenseStore, Hit, Record
+from lfm_retrieval.stores import DenseStore, Hit, HybridStore, MultiVectorStore, Record
 from lfm_retrieval.stores.filters import Node
-from lfm_retrieval_qdrant import clients
+from lfm_retrieval_qdrant.collection import QdrantCollection
 from lfm_retrieval_qdrant.filters import to_qdrant
-from lfm_retrieval_qdrant.layout import (
-    FINGERPRINT_FIELD,
-    KEY_FIELD,
-    METADATA_KEY,
-    collection_metadata,
-    field_path,
-    point_payload,
-    spec_of,
-    stored_vectors,
-    to_hit,
-    vector_params,
-)
-from lfm_retrieval_qdrant.uri import QdrantTarget, parse_uri
-
-log = logging.getLogger(__name__)
-
-SCROLL_PAGE = 1024
-PAYLOAD_SCHEMAS = {schema.value: schema for schema in models.PayloadSchemaType}
+from lfm_retrieval_qdrant.layout import COLBERT_VECTOR, DENSE_VECTOR, query_values, stored_tokens, stored_vectors
 
 
-class QdrantDenseStore(DenseStore):
-    """One Qdrant collection holding one encoder's vectors, with the caller's keys and payloads.
+class QdrantDenseStore(QdrantCollection, DenseStore):
+    """One Qdrant collection holding one encoder's vectors (one unnamed vector, HNSW).
 
     ``qdrant+local://<folder>/<collection>`` uses the embedded local mode (stores on one
     folder share one client); ``qdrant://host:port/<collection>`` and
-    ``qdrant+https://host:port/<collection>`` a server.
-
-    Options: ``api_key``, ``timeout`` (seconds per request; an unreachable server is a
-    StoreUnavailableError after at most about that long), ``https``, ``prefer_grpc``,
-    ``grpc_port``, ``payload_indexes`` (``{"field": "keyword" | "integer" | "float" |
-    "bool" | ...}``, created on a server; local mode has no payload indexes and ignores
-    them), ``hnsw_ef`` and ``exact`` (search parameters; local mode always searches exactly).
+    ``qdrant+https://host:port/<collection>`` a server. Options: see
+    :class:`~lfm_retrieval_qdrant.collection.QdrantCollection`.
     """
 
-    def __init__(
-        self,
-        target: QdrantTarget | str,
-        *,
-        api_key: str | None = None,
-        timeout: float | None = None,
-        https: bool | None = None,
-        prefer_grpc: bool = False,
-        grpc_port: int = 6334,
-        payload_indexes: Mapping[str, str] | None = None,
-        hnsw_ef: int | None = None,
-        exact: bool = False,
-    ) -> None:
-        self.target = parse_uri(target) if isinstance(target, str) else target
-        self.uri = self.target.uri
-        self.payload_indexes = _check_indexes(payload_indexes or {})
-        tuned = exact or hnsw_ef is not None
-        self._search_params = models.SearchParams(hnsw_ef=hnsw_ef, exact=exact) if tuned else None
-        if self.target.is_local:
-            self._handle: clients.ClientHandle | None = clients.open_local(self.target.folder or "", self.uri)
-        else:
-            self._handle = clients.open_server(
-                self.target, api_key=api_key, timeout=timeout, https=https, prefer_grpc=prefer_grpc, grpc_port=grpc_port
-            )
-
-    # -- plumbing ---------------------------------------------------------------------------
-    @property
-    def client(self) -> QdrantClient:
-        """The underlying ``QdrantClient`` (shared with other stores on the same local folder)."""
-        if self._handle is None:
-            raise RuntimeError(f"store {self.uri!r} is closed")
-        return self._handle.client
-
-    @property
-    def collection_name(self) -> str:
-        return self.target.collection
-
-    @contextlib.contextmanager
-    def _call(self) -> Iterator[QdrantClient]:
-        """The client, under its lock (local mode), with transport failures named."""
-        client = self.client
-        assert self._handle is not None
-        with self._handle.lock, clients.reachable(self.target, self._handle.where):
-            yield client
-
-    def close(self) -> None:
-        """Release the client (a shared local client closes with its last store)."""
-        handle, self._handle = self._handle, None
-        if handle is None:
-            return
-        if handle.folder is not None:
-            clients.release_local(handle.folder)
-        else:
-            handle.client.close()
-
-    # -- schema -----------------------------------------------------------------------------
-    def ensure_collection(self, spec: CollectionSpec) -> None:
-        """Create the collection for ``spec`` or check the existing one; then add payload indexes."""
-        with self._call():
-            info = self._collection_config()
-            if info is not None and METADATA_KEY not in (info.metadata or {}):
-                raise CollectionMismatchError(
-                    f"collection {self.uri!r} already exists but records no lfm-retrieval spec "
-                    f"(made by another tool, or by a Qdrant server older than 1.16, which drops "
-                    f"collection metadata): found {spec_of(info)}; nothing was written"
-                )
-            super().ensure_collection(spec)
-            self._index_payload_fields()
-
-    def _collection_config(self) -> models.CollectionConfig | None:
-        with self._call() as client:
-            if not client.collection_exists(self.collection_name):
-                return None
-            return client.get_collection(self.collection_name).config
-
-    def _read_spec(self) -> dict[str, Any] | None:
-        config = self._collection_config()
-        return None if config is None else spec_of(config)
-
-    def _create(self, spec: CollectionSpec) -> None:
-        with self._call() as client:
-            try:
-                client.create_collection(
-                    self.collection_name, vectors_config=vector_params(spec), metadata=collection_metadata(spec)
-                )
-            except UnexpectedResponse:  # another process may have created it first: check it instead
-                existing = self._read_spec()
-                if existing is None:
-                    raise
-                spec.check_matches(existing, f"collection {self.uri!r}")
-
-    def _index_payload_fields(self) -> None:
-        if not self.payload_indexes:
-            return
-        if self.target.is_local:
-            log.debug("local mode has no payload indexes; ignoring %s", sorted(self.payload_indexes))
-            return
-        with self._call() as client:
-            for field, schema in self.payload_indexes.items():
-                client.create_payload_index(self.collection_name, field_path(field), field_schema=schema, wait=True)
-
-    # -- writes -----------------------------------------------------------------------------
-    def _upsert(self, rows: list[tuple[str, np.ndarray, Record]]) -> int:
-        spec = self._require_spec()
-        payloads = [
-            point_payload(record.key, _json_payload(record.key, record.payload), record.fingerprint)
-            for _, _, record in rows
-        ]
-        batch = models.Batch(
-            ids=[record_id for record_id, _, _ in rows],
-            vectors=stored_vectors([vector for _, vector, _ in rows], spec),
-            payloads=payloads,
-        )
-        with self._call() as client:
-            client.upsert(self.collection_name, points=batch, wait=True)
-        return len(rows)
-
-    def _delete(self, ids: list[str]) -> None:
-        with self._call() as client:
-            client.delete(self.collection_name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
-
-    def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
-        """Overwrite the payload (and fingerprint) of the stored ones among ``rows``, in one request."""
-        payloads = {
-            record_id: point_payload(key, _json_payload(key, payload), fp) for record_id, key, payload, fp in rows
-        }
-        with self._call() as client:
-            stored = client.retrieve(self.collection_name, list(payloads), with_payload=False, with_vectors=False)
-            operations = [
-                models.OverwritePayloadOperation(
-                    overwrite_payload=models.SetPayload(payload=payloads[str(point.id)], points=[point.id])
-                )
-                for point in stored
-            ]
-            if operations:
-                client.batch_update_points(self.collection_name, operations, wait=True)
-        return len(operations)
-
-    # -- reads ------------------------------------------------------------------------------
-    def _scan_fingerprints(self) -> Iterator[tuple[str, str]]:
-        selector = [KEY_FIELD, FINGERPRINT_FIELD]
-        offset: Any = None
-        while True:
-            with self._call() as client:
-                points, offset = client.scroll(
-                    self.collection_name, limit=SCROLL_PAGE, offset=offset, with_payload=selector, with_vectors=False
-                )
-            for point in points:
-                payload = point.payload or {}
-                yield str(payload.get(KEY_FIELD, point.id)), str(payload.get(FINGERPRINT_FIELD, ""))
-            if offset is None:
-                return
-
-    def _count(self, filter: Node | None) -> int:
-        with self._call() as client:
-            return client.count(self.collection_name, count_filter=to_qdrant(filter), exact=True).count
+    def _point_vectors(self, rows: list[tuple[str, np.ndarray, Record]]) -> list[list[float]]:
+        return stored_vectors([vector for _, vector, _ in rows], self._require_spec())
 
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
         spec = self._require_spec()
+        return self._query(
+            spec,
+            query=query_values(vector, spec),
+            limit=k,
+            query_filter=to_qdrant(filter),
+            search_params=self._search_params,
+        )
+
+
+class QdrantMultiVectorStore(QdrantCollection, MultiVectorStore):
+    """One Qdrant collection of ColBERT token matrices, searched by MaxSim.
+
+    One unnamed multivector (``MultiVectorConfig(comparator=MAX_SIM)``) with HNSW off
+    (``m=0``): a search scores every matching record exactly. Distances ``cosine`` (the
+    ColBERT one) and ``dot``; ``float16`` specs use Qdrant's float16 datatype.
+    """
+
+    def _point_vectors(self, rows: list[tuple[str, np.ndarray, Record]]) -> list[list[list[float]]]:
+        return stored_tokens([matrix for _, matrix, _ in rows], self._require_spec())
+
+    def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
+        spec = self._require_spec()
+        return self._query(
+            spec,
+            query=query_values(token_vectors, spec),
+            limit=k,
+            query_filter=to_qdrant(filter),
+            search_params=self._search_params,
+        )
+
+
+class QdrantHybridStore(QdrantCollection, HybridStore):
+    """One Qdrant collection with a dense vector (``"dense"``, HNSW) and ColBERT token vectors
+    (``"colbert"``, MaxSim, ``m=0``) per record.
+
+    A search is one ``query_points`` call: the dense top-``prefetch`` (a ``Prefetch`` on
+    ``"dense"``) reordered by MaxSim on ``"colbert"``; the filter applies to both stages and
+    the scores are MaxSim. ``hnsw_ef`` / ``exact`` tune the dense stage.
+    """
+
+    def _point_vectors(self, rows: list[tuple[str, tuple[np.ndarray, np.ndarray], Record]]) -> dict[str, Any]:
+        spec = self._require_spec()
+        return {
+            DENSE_VECTOR: stored_vectors([vectors[0] for _, vectors, _ in rows], spec.dense),
+            COLBERT_VECTOR: stored_tokens([vectors[1] for _, vectors, _ in rows], spec.multivector),
+        }
+
+    def _search(
+        self, vector: np.ndarray, token_vectors: np.ndarray, k: int, prefetch: int, filter: Node | None
+    ) -> list[Hit]:
+        spec = self._require_spec()
         query_filter = to_qdrant(filter)
-        with self._call() as client:
-            response = client.query_points(
-                self.collection_name,
-                query=vector.tolist(),
-                limit=k,
-                query_filter=query_filter,
-                search_params=self._search_params,
-                with_payload=True,
-                with_vectors=False,
-            )
-        return [to_hit(point, spec) for point in response.points]
-
-
-def _check_indexes(indexes: Mapping[str, str]) -> dict[str, models.PayloadSchemaType]:
-    checked = {}
-    for field, schema in indexes.items():
-        if schema not in PAYLOAD_SCHEMAS:
-            raise ValueError(f"payload index on {field!r}: schema {schema!r} is not one of {sorted(PAYLOAD_SCHEMAS)}")
-        field_path(field)  # a name Qdrant can address
-        checked[field] = PAYLOAD_SCHEMAS[schema]
-    return checked
-
-
-def _json_payload(key: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """A record's payload, refused with its key unless it is plain JSON (as a server requires)."""
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidRecordError(f"record {key!r}: payload is not JSON ({error}); nothing written") from None
-    return payload
+        first_stage = models.Prefetch(
+            query=query_values(vector, spec.dense),
+            using=DENSE_VECTOR,
+            limit=prefetch,
+            filter=query_filter,
+            params=self._search_params,
+        )
+        return self._query(
+            spec.multivector,
+            prefetch=first_stage,
+            query=query_values(token_vectors, spec.multivector),
+            using=COLBERT_VECTOR,
+            limit=k,
+            query_filter=query_filter,
+        )

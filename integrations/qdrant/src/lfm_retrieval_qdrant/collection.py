@@ -1,0 +1,268 @@
+"""``QdrantCollection``: what the dense, multivector and hybrid Qdrant stores share.
+
+Connection (server or shared local client), schema check and creation, payload layout
+and indexes, batched upserts, deletes, payload updates, fingerprints and counts. The
+kinds differ only in how a record's vectors are sent and how a query is asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
+from lfm_retrieval.stores import AnySpec, Hit, HybridSpec, Record, Store
+from lfm_retrieval.stores.filters import Node
+from lfm_retrieval_qdrant import clients
+from lfm_retrieval_qdrant.filters import to_qdrant
+from lfm_retrieval_qdrant.layout import (
+    FINGERPRINT_FIELD,
+    KEY_FIELD,
+    METADATA_KEY,
+    check_maxsim_distance,
+    collection_metadata,
+    field_path,
+    point_payload,
+    spec_of,
+    to_hit,
+    vectors_config,
+)
+from lfm_retrieval_qdrant.uri import QdrantTarget, parse_uri
+
+log = logging.getLogger(__name__)
+
+SCROLL_PAGE = 1024
+#: Most vector values one upsert request carries (about 20 MB of JSON; a server refuses
+#: requests over 32 MB by default). A batch of long ColBERT documents is sent in several.
+MAX_REQUEST_VALUES = 1_000_000
+PAYLOAD_SCHEMAS = {schema.value: schema for schema in models.PayloadSchemaType}
+
+
+class QdrantCollection(Store):
+    """One Qdrant collection with the caller's keys and payloads (the base of every Qdrant store).
+
+    ``qdrant+local://<folder>/<collection>`` uses the embedded local mode (stores on one
+    folder share one client); ``qdrant://host:port/<collection>`` and
+    ``qdrant+https://host:port/<collection>`` a server.
+
+    Options: ``api_key``, ``timeout`` (seconds per request; an unreachable server is a
+    StoreUnavailableError after at most about that long), ``https``, ``prefer_grpc``,
+    ``grpc_port``, ``payload_indexes`` (``{"field": "keyword" | "integer" | "float" |
+    "bool" | ...}``, created on a server; local mode has no payload indexes and ignores
+    them), ``hnsw_ef`` and ``exact`` (search parameters; local mode always searches exactly).
+    """
+
+    def __init__(
+        self,
+        target: QdrantTarget | str,
+        *,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        https: bool | None = None,
+        prefer_grpc: bool = False,
+        grpc_port: int = 6334,
+        payload_indexes: Mapping[str, str] | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool = False,
+    ) -> None:
+        self.target = parse_uri(target) if isinstance(target, str) else target
+        self.uri = self.target.uri
+        self.payload_indexes = _check_indexes(payload_indexes or {})
+        tuned = exact or hnsw_ef is not None
+        self._search_params = models.SearchParams(hnsw_ef=hnsw_ef, exact=exact) if tuned else None
+        if self.target.is_local:
+            self._handle: clients.ClientHandle | None = clients.open_local(self.target.folder or "", self.uri)
+        else:
+            self._handle = clients.open_server(
+                self.target, api_key=api_key, timeout=timeout, https=https, prefer_grpc=prefer_grpc, grpc_port=grpc_port
+            )
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @property
+    def client(self) -> QdrantClient:
+        """The underlying ``QdrantClient`` (shared with other stores on the same local folder)."""
+        if self._handle is None:
+            raise RuntimeError(f"store {self.uri!r} is closed")
+        return self._handle.client
+
+    @property
+    def collection_name(self) -> str:
+        return self.target.collection
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[QdrantClient]:
+        """The client, under its lock (local mode), with transport failures named."""
+        client = self.client
+        assert self._handle is not None
+        with self._handle.lock, clients.reachable(self.target, self._handle.where):
+            yield client
+
+    def close(self) -> None:
+        """Release the client (a shared local client closes with its last store)."""
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        if handle.folder is not None:
+            clients.release_local(handle.folder)
+        else:
+            handle.client.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def ensure_collection(self, spec: AnySpec) -> None:
+        """Create the collection for ``spec`` or check the existing one; then add payload indexes."""
+        if spec.kind == self.kind:
+            for part in (spec.dense, spec.multivector) if isinstance(spec, HybridSpec) else (spec,):
+                check_maxsim_distance(part)
+        with self._call():
+            info = self._collection_config()
+            if info is not None and METADATA_KEY not in (info.metadata or {}):
+                raise CollectionMismatchError(
+                    f"collection {self.uri!r} already exists but records no lfm-retrieval spec "
+                    f"(made by another tool, or by a Qdrant server older than 1.16, which drops "
+                    f"collection metadata): found {spec_of(info)}; nothing was written"
+                )
+            super().ensure_collection(spec)
+            self._index_payload_fields()
+
+    def _collection_config(self) -> models.CollectionConfig | None:
+        with self._call() as client:
+            if not client.collection_exists(self.collection_name):
+                return None
+            return client.get_collection(self.collection_name).config
+
+    def _read_spec(self) -> dict[str, Any] | None:
+        config = self._collection_config()
+        return None if config is None else spec_of(config)
+
+    def _create(self, spec: AnySpec) -> None:
+        with self._call() as client:
+            try:
+                client.create_collection(
+                    self.collection_name, vectors_config=vectors_config(spec), metadata=collection_metadata(spec)
+                )
+            except UnexpectedResponse:  # another process may have created it first: check it instead
+                existing = self._read_spec()
+                if existing is None:
+                    raise
+                spec.check_matches(existing, f"collection {self.uri!r}")
+
+    def _index_payload_fields(self) -> None:
+        if not self.payload_indexes:
+            return
+        if self.target.is_local:
+            log.debug("local mode has no payload indexes; ignoring %s", sorted(self.payload_indexes))
+            return
+        with self._call() as client:
+            for field, schema in self.payload_indexes.items():
+                client.create_payload_index(self.collection_name, field_path(field), field_schema=schema, wait=True)
+
+    # -- writes -----------------------------------------------------------------------------
+    def _point_vectors(self, rows: list[tuple[str, Any, Record]]) -> Any:
+        """The ``Batch.vectors`` of validated rows, in this kind's layout."""
+        raise NotImplementedError
+
+    def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
+        """Write validated rows, in as few requests as :data:`MAX_REQUEST_VALUES` allows."""
+        payloads = [
+            point_payload(record.key, _json_payload(record.key, record.payload), record.fingerprint)
+            for _, _, record in rows
+        ]  # every payload is checked before the first request
+        for start, stop in _request_slices([_value_count(vectors) for _, vectors, _ in rows]):
+            chunk = rows[start:stop]
+            batch = models.Batch(
+                ids=[record_id for record_id, _, _ in chunk],
+                vectors=self._point_vectors(chunk),
+                payloads=payloads[start:stop],
+            )
+            with self._call() as client:
+                client.upsert(self.collection_name, points=batch, wait=True)
+        return len(rows)
+
+    def _delete(self, ids: list[str]) -> None:
+        with self._call() as client:
+            client.delete(self.collection_name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
+        """Overwrite the payload (and fingerprint) of the stored ones among ``rows``, in one request."""
+        payloads = {
+            record_id: point_payload(key, _json_payload(key, payload), fp) for record_id, key, payload, fp in rows
+        }
+        with self._call() as client:
+            stored = client.retrieve(self.collection_name, list(payloads), with_payload=False, with_vectors=False)
+            operations = [
+                models.OverwritePayloadOperation(
+                    overwrite_payload=models.SetPayload(payload=payloads[str(point.id)], points=[point.id])
+                )
+                for point in stored
+            ]
+            if operations:
+                client.batch_update_points(self.collection_name, operations, wait=True)
+        return len(operations)
+
+    # -- reads ------------------------------------------------------------------------------
+    def _scan_fingerprints(self) -> Iterator[tuple[str, str]]:
+        selector = [KEY_FIELD, FINGERPRINT_FIELD]
+        offset: Any = None
+        while True:
+            with self._call() as client:
+                points, offset = client.scroll(
+                    self.collection_name, limit=SCROLL_PAGE, offset=offset, with_payload=selector, with_vectors=False
+                )
+            for point in points:
+                payload = point.payload or {}
+                yield str(payload.get(KEY_FIELD, point.id)), str(payload.get(FINGERPRINT_FIELD, ""))
+            if offset is None:
+                return
+
+    def _count(self, filter: Node | None) -> int:
+        with self._call() as client:
+            return client.count(self.collection_name, count_filter=to_qdrant(filter), exact=True).count
+
+    def _query(self, spec: Any, **request: Any) -> list[Hit]:
+        """One ``query_points`` call (payloads, no vectors) as hits scored per ``spec``'s distance."""
+        with self._call() as client:
+            response = client.query_points(self.collection_name, with_payload=True, with_vectors=False, **request)
+        return [to_hit(point, spec) for point in response.points]
+
+
+def _value_count(vectors: Any) -> int:
+    if isinstance(vectors, tuple):
+        return sum(int(part.size) for part in vectors)
+    return int(vectors.size)
+
+
+def _request_slices(sizes: list[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive (start, stop) slices holding at most MAX_REQUEST_VALUES values (at least one row)."""
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > MAX_REQUEST_VALUES:
+            yield start, i
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield start, len(sizes)
+
+
+def _check_indexes(indexes: Mapping[str, str]) -> dict[str, models.PayloadSchemaType]:
+    checked = {}
+    for field, schema in indexes.items():
+        if schema not in PAYLOAD_SCHEMAS:
+            raise ValueError(f"payload index on {field!r}: schema {schema!r} is not one of {sorted(PAYLOAD_SCHEMAS)}")
+        field_path(field)  # a name Qdrant can address
+        checked[field] = PAYLOAD_SCHEMAS[schema]
+    return checked
+
+
+def _json_payload(key: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A record's payload, refused with its key unless it is plain JSON (as a server requires)."""
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidRecordError(f"record {key!r}: payload is not JSON ({error}); nothing written") from None
+    return payload
