@@ -1,0 +1,179 @@
+"""LangChain retriever over lfm_retrieval's dense, multivector (ColBERT) and hybrid stores."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import numpy as np
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from langchain_lfm._common import check_query
+from langchain_lfm.embeddings import LFMEmbeddings
+from lfm_retrieval import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.errors import CollectionMismatchError
+from lfm_retrieval.stores import DenseStore, Hit, HybridStore, MultiVectorStore, Store, open_store
+
+StoreKind = Literal["dense", "multivector", "hybrid"]
+# Keyword arguments ``invoke`` may pass through to a search ("verbose" is LangChain's own).
+_SEARCH_OPTIONS = ("k", "filter", "prefetch")
+# Which encoders each store kind needs to encode a query.
+_NEEDS = {
+    "dense": ("dense_encoder",),
+    "multivector": ("colbert_encoder",),
+    "hybrid": ("dense_encoder", "colbert_encoder"),
+}
+
+
+class LFMRetriever(BaseRetriever):
+    """Search one of the project's stores with a query encoded on the query side.
+
+    - dense store (``kind="dense"``): needs ``dense_encoder``; cosine nearest neighbours.
+    - multivector store (``"multivector"``): needs ``colbert_encoder``; ColBERT MaxSim.
+    - hybrid store (``"hybrid"``): needs both; dense prefetch of ``prefetch`` records,
+      reordered by MaxSim.
+
+    ``store`` is a store object or a URI (``memory://name``, ``qdrant+local://./index/products``,
+    ``postgresql://...?table=t``, ...) opened with ``kind``. Encoders may be given as
+    ``DenseEncoder`` / ``ColBERTEncoder`` objects, as an ``LFMEmbeddings`` (dense), or as a
+    model name or path. The collection must have been written by the same models (checked
+    before the first search: ``CollectionMismatchError``).
+
+    Each hit becomes ``Document(id=key, page_content=payload[text_field], metadata=...)``,
+    where ``metadata`` is the stored payload without ``text_field`` plus ``"id"`` (the
+    record's key), ``"score"`` (cosine or MaxSim, higher is better) and ``"store_id"`` (the
+    stable uuid in the store). A hit whose payload lacks ``text_field`` raises ``KeyError``
+    naming the fields it has (set ``text_field`` to the field that holds the text).
+
+    ``k``, ``filter`` (the portable filter form: ``{"brand": "x"}``,
+    ``{"price": {"lte": 100}}``, ``{"locale": {"in": [...]}}``, ``$and`` / ``$or``) and
+    ``prefetch`` can also be passed per call: ``retriever.invoke(query, k=3)``. An empty,
+    whitespace-only or ``None`` query raises ``lfm_retrieval.InvalidTextError`` (a ValueError).
+    """
+
+    store: Store
+    """The store to search, or a store URI (opened with ``kind``)."""
+    kind: StoreKind | None = None
+    """Collection kind when ``store`` is a URI (default ``"dense"``); checked against a store object."""
+    dense_encoder: DenseEncoder | None = None
+    """Query-side dense encoder (dense and hybrid stores)."""
+    colbert_encoder: ColBERTEncoder | None = None
+    """Query-side ColBERT encoder (multivector and hybrid stores)."""
+    k: int = Field(default=4, ge=1)
+    """How many documents to return."""
+    filter: dict[str, Any] | None = None
+    """Portable metadata filter applied to every search."""
+    prefetch: int = Field(default=100, ge=1)
+    """Hybrid stores: dense candidates reordered by MaxSim."""
+    text_field: str = "text"
+    """Payload field that holds the document text (``page_content``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    _models_checked: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _open_and_load(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("store"), str):
+            data["store"] = open_store(data["store"], kind=data.get("kind") or "dense")
+        dense = data.get("dense_encoder")
+        if isinstance(dense, LFMEmbeddings):
+            data["dense_encoder"] = dense.encoder
+        elif isinstance(dense, str):
+            data["dense_encoder"] = DenseEncoder(dense)
+        if isinstance(data.get("colbert_encoder"), str):
+            data["colbert_encoder"] = ColBERTEncoder(data["colbert_encoder"])
+        return data
+
+    @model_validator(mode="after")
+    def _check_encoders(self) -> LFMRetriever:
+        if not isinstance(self.store, DenseStore | MultiVectorStore | HybridStore):
+            raise TypeError(f"store must be a dense, multivector or hybrid store, not {type(self.store).__name__}")
+        if self.kind is not None and self.kind != self.store.kind:
+            raise ValueError(f"kind={self.kind!r} but {self.store.uri!r} is opened as a {self.store.kind} store")
+        self.kind = self.store.kind  # type: ignore[assignment]
+        missing = [name for name in _NEEDS[self.store.kind] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.store.kind} store needs {' and '.join(missing)} to encode the query")
+        return self
+
+    # -- search ---------------------------------------------------------------------------------
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        k, filter, prefetch = self._options(kwargs)
+        self._check_models()
+        dense, tokens = self._encode(check_query(query))
+        store = self.store
+        if isinstance(store, HybridStore):
+            hits = store.search(dense, tokens, k, filter, prefetch=prefetch)
+        elif isinstance(store, MultiVectorStore):
+            hits = store.search(tokens, k, filter)
+        else:
+            hits = store.search(dense, k, filter)  # type: ignore[union-attr]
+        return [self._document(hit) for hit in hits]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        k, filter, prefetch = self._options(kwargs)
+        query = check_query(query)
+        if not self._models_checked:
+            await asyncio.to_thread(self._check_models)
+        dense, tokens = await asyncio.to_thread(self._encode, query)
+        store = self.store
+        if isinstance(store, HybridStore):
+            hits = await store.asearch(dense, tokens, k, filter, prefetch=prefetch)
+        elif isinstance(store, MultiVectorStore):
+            hits = await store.asearch(tokens, k, filter)
+        else:
+            hits = await store.asearch(dense, k, filter)  # type: ignore[union-attr]
+        return [self._document(hit) for hit in hits]
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _options(self, kwargs: dict[str, Any]) -> tuple[int, Any, int]:
+        kwargs = {name: value for name, value in kwargs.items() if name != "verbose"}
+        unknown = sorted(set(kwargs) - set(_SEARCH_OPTIONS))
+        if unknown:
+            raise TypeError(f"LFMRetriever got unexpected search arguments {unknown}; it takes {list(_SEARCH_OPTIONS)}")
+        filter = kwargs.get("filter", self.filter)
+        return kwargs.get("k", self.k), filter, kwargs.get("prefetch", self.prefetch)
+
+    def _encode(self, query: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        dense = self.dense_encoder.encode_queries([query])[0] if self.dense_encoder is not None else None
+        tokens = self.colbert_encoder.encode_queries([query])[0] if self.colbert_encoder is not None else None
+        return dense, tokens
+
+    def _check_models(self) -> None:
+        """Refuse a collection written by other models than the query encoders (once)."""
+        if self._models_checked:
+            return
+        spec = self.store.collection_spec()
+        if self.store.kind == "hybrid":
+            pairs = [(spec.dense, self.dense_encoder), (spec.multivector, self.colbert_encoder)]
+        else:
+            pairs = [(spec, self.colbert_encoder if self.store.kind == "multivector" else self.dense_encoder)]
+        for part, encoder in pairs:
+            if part.model and encoder.model_id != part.model:
+                raise CollectionMismatchError(
+                    f"collection {self.store.uri!r} holds vectors of {part.model!r}, "
+                    f"but the query encoder is {encoder.model_id!r}"
+                )
+        self._models_checked = True
+
+    def _document(self, hit: Hit) -> Document:
+        if self.text_field not in hit.payload:
+            raise KeyError(
+                f"record {hit.key!r} in {self.store.uri!r} has no {self.text_field!r} field in its payload "
+                f"(it has {sorted(hit.payload)}); set text_field= to the field that holds the text"
+            )
+        metadata = {name: value for name, value in hit.payload.items() if name != self.text_field}
+        metadata.update(id=hit.key, score=hit.score, store_id=hit.id)
+        return Document(id=hit.key, page_content=str(hit.payload[self.text_field]), metadata=metadata)

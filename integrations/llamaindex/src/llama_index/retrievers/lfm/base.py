@@ -1,0 +1,207 @@
+"""LFMRetriever: LlamaIndex's BaseRetriever over lfm_retrieval's dense, multivector and hybrid stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilters
+
+from lfm_retrieval import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.errors import CollectionMismatchError, InvalidFilterError
+from lfm_retrieval.stores import FilterSpec, Hit, Store, open_store, parse_filter
+from llama_index.embeddings.lfm import LFMEmbedding
+from llama_index.embeddings.lfm.base import ENCODE_LOCK, check_query
+
+_RANGE_OPS = {FilterOperator.GT: "gt", FilterOperator.GTE: "gte", FilterOperator.LT: "lt", FilterOperator.LTE: "lte"}
+
+
+def to_portable_filter(filters: MetadataFilters | FilterSpec) -> FilterSpec:
+    """A LlamaIndex ``MetadataFilters`` as the project's portable filter (other forms unchanged).
+
+    Supported: ``==``, ``>``, ``>=``, ``<``, ``<=``, ``in`` and the ``and`` / ``or``
+    conditions, nested. Other operators raise InvalidFilterError naming them.
+    """
+    if not isinstance(filters, MetadataFilters):
+        return filters
+    items: list[dict[str, Any]] = []
+    for item in filters.filters:
+        if isinstance(item, MetadataFilters):
+            items.append(dict(to_portable_filter(item) or {}))
+            continue
+        operator = FilterOperator(getattr(item, "operator", FilterOperator.EQ))
+        if operator is FilterOperator.EQ:
+            items.append({item.key: item.value})
+        elif operator in _RANGE_OPS:
+            items.append({item.key: {_RANGE_OPS[operator]: item.value}})
+        elif operator is FilterOperator.IN:
+            values = item.value if isinstance(item.value, list) else [item.value]
+            items.append({item.key: {"in": values}})
+        else:
+            raise InvalidFilterError(
+                f"LFMRetriever cannot translate the {operator.value!r} operator on {item.key!r}; "
+                "supported: ==, >, >=, <, <=, in (and/or conditions)"
+            )
+    condition = FilterCondition(filters.condition or FilterCondition.AND)
+    if condition not in (FilterCondition.AND, FilterCondition.OR):
+        raise InvalidFilterError(f"LFMRetriever cannot translate the {condition.value!r} condition; use and/or")
+    if not items:
+        return None
+    if len(items) == 1:
+        return items[0]
+    return {"$and" if condition is FilterCondition.AND else "$or": items}
+
+
+def _dense_encoder(encoder: LFMEmbedding | DenseEncoder | str | None) -> DenseEncoder:
+    if isinstance(encoder, LFMEmbedding):
+        return encoder.encoder
+    if isinstance(encoder, DenseEncoder):
+        return encoder
+    return DenseEncoder() if encoder is None else DenseEncoder(encoder)
+
+
+def _colbert_encoder(encoder: ColBERTEncoder | str | None) -> ColBERTEncoder:
+    if isinstance(encoder, ColBERTEncoder):
+        return encoder
+    return ColBERTEncoder() if encoder is None else ColBERTEncoder(encoder)
+
+
+class LFMRetriever(BaseRetriever):
+    """Retrieve ``NodeWithScore`` from a project store: dense, multivector (ColBERT MaxSim) or hybrid.
+
+    ``store`` is an opened store or a URI (``memory://products``,
+    ``qdrant+local://./index/products``, ``postgresql://...?table=products``) opened with
+    ``kind``. The query is encoded on the query side with ``embed_model`` (dense, hybrid)
+    and ``colbert`` (multivector, hybrid); each may be an ``LFMEmbedding`` /
+    encoder, a model path or id, or None for the LFM2.5 default. The store's recorded model
+    must match (CollectionMismatchError otherwise).
+
+    Each hit becomes ``TextNode(id_=hit.key, text=payload[text_field], metadata=payload)``
+    with the store's score (cosine, or MaxSim for multivector and hybrid). The stores keep
+    no text of their own, so the node text is the payload field ``text_field`` ("text" by
+    default; "" when a record has none). That field is excluded from the metadata LLMs see
+    (it is already the text), and all payload fields are excluded from the embed-mode
+    content, so a reranker scores exactly the text.
+
+    ``filters`` is a portable filter (``{"locale": "en", "price": {"lte": 50}}``) or a
+    LlamaIndex ``MetadataFilters``. The query string is used as is; a precomputed
+    ``QueryBundle.embedding`` is ignored (it may come from another model).
+    """
+
+    def __init__(
+        self,
+        store: Store | str,
+        *,
+        kind: str | None = None,
+        embed_model: LFMEmbedding | DenseEncoder | str | None = None,
+        colbert: ColBERTEncoder | str | None = None,
+        similarity_top_k: int = 10,
+        filters: MetadataFilters | FilterSpec = None,
+        prefetch: int = 100,
+        text_field: str = "text",
+        store_options: Mapping[str, Any] | None = None,
+        callback_manager: CallbackManager | None = None,
+        verbose: bool = False,
+    ) -> None:
+        if not isinstance(similarity_top_k, int) or isinstance(similarity_top_k, bool) or similarity_top_k < 1:
+            raise ValueError(f"similarity_top_k must be a positive int, not {similarity_top_k!r}")
+        if isinstance(store, str):
+            self.store: Store = open_store(store, kind=kind or "dense", **dict(store_options or {}))
+            self._owns_store = True
+        elif isinstance(store, Store):
+            if kind is not None and kind != store.kind:
+                raise ValueError(f"store {store.uri!r} is a {store.kind} store, not {kind}")
+            self.store, self._owns_store = store, False
+        else:
+            raise TypeError(f"store must be a lfm_retrieval Store or a URI string, not {type(store).__name__}")
+        self.kind = self.store.kind
+        self.dense: DenseEncoder | None = _dense_encoder(embed_model) if self.kind != "multivector" else None
+        self.colbert: ColBERTEncoder | None = _colbert_encoder(colbert) if self.kind != "dense" else None
+        self.similarity_top_k = similarity_top_k
+        self.filters: FilterSpec = to_portable_filter(filters)
+        parse_filter(self.filters)  # a malformed filter fails here, not at the first query
+        self.prefetch = prefetch
+        self.text_field = text_field
+        self._models_checked = False
+        super().__init__(callback_manager=callback_manager, verbose=verbose)
+
+    # -- encoding and searching ------------------------------------------------------------------
+    def _encode(self, query: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        check_query(query)
+        with ENCODE_LOCK:
+            vector = self.dense.encode_queries([query])[0] if self.dense is not None else None
+            tokens = self.colbert.encode_queries([query])[0] if self.colbert is not None else None
+        return vector, tokens
+
+    def search(self, query: str) -> list[Hit]:
+        """The store's hits for ``query`` (what :meth:`retrieve` turns into nodes)."""
+        vector, tokens = self._encode(query)
+        k, filters = self.similarity_top_k, self.filters
+        if self.kind == "dense":
+            hits = self.store.search(vector, k, filters)  # type: ignore[call-arg]
+        elif self.kind == "multivector":
+            hits = self.store.search(tokens, k, filters)  # type: ignore[call-arg]
+        else:
+            hits = self.store.search(vector, tokens, k, filters, prefetch=self.prefetch)  # type: ignore[call-arg]
+        self._check_models()
+        return hits
+
+    async def asearch(self, query: str) -> list[Hit]:
+        """Async :meth:`search`: encoding in a worker thread, the store's own ``asearch``."""
+        vector, tokens = await asyncio.to_thread(self._encode, query)
+        k, filters = self.similarity_top_k, self.filters
+        if self.kind == "dense":
+            hits = await self.store.asearch(vector, k, filters)  # type: ignore[call-arg]
+        elif self.kind == "multivector":
+            hits = await self.store.asearch(tokens, k, filters)  # type: ignore[call-arg]
+        else:
+            hits = await self.store.asearch(vector, tokens, k, filters, prefetch=self.prefetch)  # type: ignore[call-arg]
+        self._check_models()
+        return hits
+
+    def _check_models(self) -> None:
+        """Refuse a collection written by another model (its spec is known after a search)."""
+        if self._models_checked:
+            return
+        spec = self.store.spec
+        if self.kind == "hybrid":
+            pairs = [(spec.dense, self.dense), (spec.multivector, self.colbert)]  # type: ignore[union-attr]
+        else:
+            pairs = [(spec, self.dense if self.kind == "dense" else self.colbert)]
+        for part, encoder in pairs:
+            model = getattr(part, "model", "")
+            if model and encoder is not None and encoder.model_id != model:
+                raise CollectionMismatchError(
+                    f"collection {self.store.uri!r} holds vectors of {model!r}, not of {encoder.model_id!r}"
+                )
+        self._models_checked = True
+
+    # -- LlamaIndex hooks -----------------------------------------------------------------------
+    def to_node(self, hit: Hit) -> NodeWithScore:
+        """One hit as a ``NodeWithScore`` (see the class docstring for the text field)."""
+        payload = dict(hit.payload)
+        text = payload.get(self.text_field)
+        node = TextNode(
+            id_=hit.key,
+            text=text if isinstance(text, str) else "",
+            metadata=payload,
+            excluded_embed_metadata_keys=list(payload),
+            excluded_llm_metadata_keys=[self.text_field] if self.text_field in payload else [],
+        )
+        return NodeWithScore(node=node, score=hit.score)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return [self.to_node(hit) for hit in self.search(query_bundle.query_str)]
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return [self.to_node(hit) for hit in await self.asearch(query_bundle.query_str)]
+
+    def close(self) -> None:
+        """Close the store if this retriever opened it from a URI."""
+        if self._owns_store:
+            self.store.close()
