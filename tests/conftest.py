@@ -11,6 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lfm_retrieval.testing import build_colbert_checkpoint, build_dense_checkpoint
+from stores.services import milvus_uri, postgres_dsn, qdrant_url  # noqa: F401  (live databases, one per session)
 
 
 @pytest.fixture(scope="session")

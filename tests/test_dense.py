@@ -147,3 +147,12 @@ def test_cuda_matches_cpu(dense_path):
 def test_int8_refuses_a_gpu(dense_path):
     with pytest.raises(ValueError, match="int8"):
         DenseEncoder(str(dense_path), device="cuda", quantize="int8")
+
+
+def test_normalize_false_gives_the_raw_pooled_vector(dense_path):
+    from lfm_retrieval import DenseEncoder
+
+    raw = DenseEncoder(str(dense_path), device="cpu", normalize=False).encode_documents(["a pan", "shoes"])
+    unit = DenseEncoder(str(dense_path), device="cpu").encode_documents(["a pan", "shoes"])
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    assert np.allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), unit, atol=1e-6)

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-from services import milvus_uri, postgres_dsn, qdrant_url  # noqa: F401  (fixtures)
 
 from lfm_retrieval.stores import DenseStore, open_store
 

@@ -15,13 +15,12 @@ import pytest
 
 pytest.importorskip("lfm_retrieval_milvus")
 
-from lfm_retrieval_milvus import NEVER, MilvusDenseStore, UnsupportedSpecError, build_expression, parse_uri
-from lfm_retrieval_milvus.schema import SPEC_PROPERTY
 from pymilvus import DataType, MilvusClient
-from services import milvus_uri  # noqa: F401  (fixture)
 
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
 from lfm_retrieval.stores import CollectionSpec, Record, matches, open_store, parse_filter
+from lfm_retrieval_milvus import NEVER, MilvusDenseStore, UnsupportedSpecError, build_expression, parse_uri
+from lfm_retrieval_milvus.schema import SPEC_PROPERTY
 
 INJECTION = "x'); DROP TABLE t; --"
 SPEC = CollectionSpec(dimension=8, model="unit-test-model")
@@ -34,7 +33,7 @@ def _name(prefix: str = "m") -> str:
 
 
 @pytest.fixture
-def server_store(milvus_uri, request):  # noqa: F811
+def server_store(milvus_uri, request):
     """``server_store(**options)``: a store on a fresh collection of the test server."""
     opened: list[MilvusDenseStore] = []
 
@@ -74,7 +73,7 @@ def test_a_record_is_found_by_the_search_right_after_its_upsert(server_store):
     assert store.count() == 9
 
 
-def test_writes_of_another_process_are_counted_at_once_and_searched_with_strong(server_store, milvus_uri):  # noqa: F811
+def test_writes_of_another_process_are_counted_at_once_and_searched_with_strong(server_store, milvus_uri):
     name = _name()
     store = server_store(name)
     store.ensure_collection(SPEC)
@@ -95,7 +94,7 @@ def test_writes_of_another_process_are_counted_at_once_and_searched_with_strong(
     assert [strong.search(v, k=1)[0].key for v in vectors] == [f"child-{i}" for i in range(5)]
 
 
-def test_an_unknown_consistency_level_is_refused(milvus_uri):  # noqa: F811
+def test_an_unknown_consistency_level_is_refused(milvus_uri):
     with pytest.raises(ValueError, match="consistency"):
         open_store(f"{milvus_uri.rstrip('/')}/{_name()}", consistency="Sometimes")
 

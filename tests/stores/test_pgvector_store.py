@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-from services import postgres_dsn  # noqa: F401  (fixture)
 
 from lfm_retrieval.errors import (
     CollectionMismatchError,
@@ -35,14 +34,14 @@ def with_table(dsn: str, table: str, **extra: str) -> str:
 
 
 @pytest.fixture
-def sql(postgres_dsn):  # noqa: F811
+def sql(postgres_dsn):
     """An autocommit connection of the test's own, for looking at what the adapter did."""
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         yield conn
 
 
 @pytest.fixture
-def open_table(postgres_dsn):  # noqa: F811
+def open_table(postgres_dsn):
     """``open_table(spec, **options)``: a store on a fresh table; closed after the test."""
     opened = []
 
@@ -262,7 +261,7 @@ def test_a_filtered_hnsw_search_is_complete(open_table, sql):
 # -- (d) hostile names and values ---------------------------------------------------------------
 
 
-def test_hostile_filter_keys_values_and_table_names_leave_everything_intact(open_table, sql, postgres_dsn):  # noqa: F811
+def test_hostile_filter_keys_values_and_table_names_leave_everything_intact(open_table, sql, postgres_dsn):
     sql.execute("CREATE SCHEMA IF NOT EXISTS hostile")
     sql.execute("CREATE TABLE IF NOT EXISTS hostile.t (x int)")
     store = open_table(CollectionSpec(dimension=8, model="hostile"), table=INJECTION, schema="hostile")

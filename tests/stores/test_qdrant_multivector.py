@@ -20,15 +20,6 @@ import pytest
 
 lfm_qdrant = pytest.importorskip("lfm_retrieval_qdrant")
 
-from lfm_retrieval_qdrant import (  # noqa: E402
-    QdrantCollection,
-    QdrantDenseStore,
-    QdrantHybridStore,
-    QdrantMultiVectorStore,
-    collection,
-)
-from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
-from lfm_retrieval_qdrant.layout import PAYLOAD_FIELD, point_payload  # noqa: E402
 from qdrant_client import models  # noqa: E402
 
 from lfm_retrieval import ColBERTEncoder  # noqa: E402
@@ -45,6 +36,15 @@ from lfm_retrieval.stores import (  # noqa: E402
     parse_filter,
 )
 from lfm_retrieval.stores.memory import MemoryHybridStore, MemoryMultiVectorStore  # noqa: E402
+from lfm_retrieval_qdrant import (  # noqa: E402
+    QdrantCollection,
+    QdrantDenseStore,
+    QdrantHybridStore,
+    QdrantMultiVectorStore,
+    collection,
+)
+from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
+from lfm_retrieval_qdrant.layout import PAYLOAD_FIELD, point_payload  # noqa: E402
 
 N_TEXTS = 48
 N_QUERIES = 4

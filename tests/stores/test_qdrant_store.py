@@ -16,9 +16,6 @@ import pytest
 
 lfm_qdrant = pytest.importorskip("lfm_retrieval_qdrant")
 
-from lfm_retrieval_qdrant import QdrantDenseStore, parse_uri  # noqa: E402
-from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
-from lfm_retrieval_qdrant.layout import FINGERPRINT_FIELD, KEY_FIELD, PAYLOAD_FIELD, point_payload  # noqa: E402
 from qdrant_client import QdrantClient, models  # noqa: E402
 
 from lfm_retrieval import DenseEncoder  # noqa: E402
@@ -30,6 +27,9 @@ from lfm_retrieval.errors import (  # noqa: E402
 )
 from lfm_retrieval.stores import CollectionSpec, Record, matches, open_store, parse_filter  # noqa: E402
 from lfm_retrieval.stores.memory import MemoryStore  # noqa: E402
+from lfm_retrieval_qdrant import QdrantDenseStore, parse_uri  # noqa: E402
+from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
+from lfm_retrieval_qdrant.layout import FINGERPRINT_FIELD, KEY_FIELD, PAYLOAD_FIELD, point_payload  # noqa: E402
 
 INJECTION = "x'); DROP TABLE t; --"
 N_DOCS = 120

@@ -46,9 +46,11 @@ class DenseEncoder(Encoder[np.ndarray]):
         batch_size: int = 32,
         max_batch_tokens: int = 16384,
         chunk_size: int = 1024,
+        normalize: bool = True,
     ) -> None:
         super().__init__(batch_size, max_batch_tokens, chunk_size)
         self.model_name = str(model)
+        self.normalize = normalize  # False: the raw pooled vector (cosine ranks the same)
         device = load_device(device, dtype, quantize)
         local_st_config(self.model_name)
         self.model: SentenceTransformer = load_or_explain(self.model_name, SentenceTransformer, device=device)
@@ -86,7 +88,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         vectors = encode(
             texts,
             batch_size=len(texts),
-            normalize_embeddings=True,
+            normalize_embeddings=self.normalize,
             convert_to_numpy=True,
             show_progress_bar=False,
         )

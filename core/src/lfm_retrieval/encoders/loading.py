@@ -40,6 +40,12 @@ def local_st_config(model: str) -> dict | None:
     return json.loads(config_file.read_text()) if config_file.is_file() else {}
 
 
+def check_model_path(model: str) -> None:
+    """Fail early and clearly: a local path must be a sentence-transformers / PyLate model folder
+    (ModelLoadError naming it). Hub ids are accepted as they are (resolved when loaded)."""
+    local_st_config(model)
+
+
 def load_or_explain(model: str, loader, **kwargs):
     """Call ``loader(model, **kwargs)``, turning 'not found' failures into a ModelLoadError."""
     try:

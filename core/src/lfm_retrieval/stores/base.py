@@ -70,6 +70,10 @@ class Store(ABC):
             spec.check_matches(existing, f"collection {self.uri!r}")
         self.spec = spec
 
+    def collection_spec(self) -> AnySpec:
+        """What the collection holds (read from the database once); LookupError if it does not exist."""
+        return self._require_spec()
+
     def _require_spec(self) -> Any:
         if self.spec is None:
             existing = self._read_spec()

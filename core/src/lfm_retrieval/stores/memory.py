@@ -85,6 +85,17 @@ def _dense_scores(matrix: np.ndarray, vector: np.ndarray, distance: str) -> np.n
     return -np.linalg.norm(matrix - vector, axis=1)
 
 
+def _maxsim(tokens: np.ndarray, documents: list[np.ndarray], distance: str) -> np.ndarray:
+    """MaxSim with the collection's token similarity: cosine normalises rows (as Qdrant does), dot does not."""
+    if distance == "cosine":
+        tokens, documents = _unit_rows(tokens), [_unit_rows(d) for d in documents]
+    return maxsim_scores([tokens], documents)[0]
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
 class MemoryStore(_MemoryCollection, DenseStore):
     """Exact nearest-neighbour search in memory (cosine, dot or negative euclidean)."""
 
@@ -103,7 +114,8 @@ class MemoryMultiVectorStore(_MemoryCollection, MultiVectorStore):
         rows = self._matching(filter)
         if not rows:
             return []
-        return _top(rows, maxsim_scores([token_vectors], [row[1] for _, row in rows])[0], k)
+        distance = self._data["spec"]["distance"]
+        return _top(rows, _maxsim(token_vectors, [row[1] for _, row in rows], distance), k)
 
 
 class MemoryHybridStore(_MemoryCollection, HybridStore):
@@ -118,7 +130,9 @@ class MemoryHybridStore(_MemoryCollection, HybridStore):
         distance = self._data["spec"]["dense"]["distance"]
         dense = _dense_scores(np.stack([row[1][0] for _, row in rows]), vector, distance)
         candidates = [rows[i] for i in np.argsort(-dense, kind="stable")[:prefetch]]
-        scores = maxsim_scores([token_vectors], [row[1][1] for _, row in candidates])[0]
+        scores = _maxsim(
+            token_vectors, [row[1][1] for _, row in candidates], self._data["spec"]["multivector"]["distance"]
+        )
         return _top(candidates, scores, k)
 
 

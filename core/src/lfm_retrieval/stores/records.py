@@ -50,6 +50,8 @@ class CollectionSpec:
             raise ValueError(f"distance must be 'cosine', 'dot' or 'euclid', not {self.distance!r}")
         if self.vector_type not in ("float32", "float16"):
             raise ValueError(f"vector_type must be 'float32' or 'float16', not {self.vector_type!r}")
+        if self.kind == "multivector" and self.distance == "euclid":
+            raise ValueError("multivector (MaxSim) collections use 'cosine' or 'dot' token similarity, not 'euclid'")
 
     @classmethod
     def for_encoder(cls, encoder: Any, *, vector_type: VectorType = "float32") -> CollectionSpec:
