@@ -217,9 +217,11 @@ def test_dense_and_colbert_into_two_stores_resume_each_on_its_own(dense, colbert
     colbert_store.delete(["SKU-00003/en"])  # as if a run died after the dense write only
     summary = job.run(catalog[:-1])
     assert summary.encoded == 1 and summary.deleted == 1
-    assert set(dense_store.fingerprints()) == set(colbert_store.fingerprints()) == {
-        f"{r['sku']}/{r['locale']}" for r in catalog[:-1]
-    }
+    assert (
+        set(dense_store.fingerprints())
+        == set(colbert_store.fingerprints())
+        == {f"{r['sku']}/{r['locale']}" for r in catalog[:-1]}
+    )
 
 
 def test_job_refuses_a_store_of_the_wrong_kind(dense, colbert):
