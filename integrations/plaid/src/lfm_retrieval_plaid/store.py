@@ -174,11 +174,6 @@ class PlaidStore(MultiVectorStore):
     def _create(self, spec: AnySpec) -> None:
         if not isinstance(spec, CollectionSpec) or spec.kind != "multivector":
             raise ValueError(f"a PLAID index holds multivector (ColBERT) collections only ({self.uri!r})")
-        if spec.distance == "euclid":
-            raise ValueError(
-                f"a PLAID index scores token vectors by dot product (cosine for unit vectors), not 'euclid' "
-                f"({self.uri!r})"
-            )
         self.folder.mkdir(parents=True, exist_ok=True)
         con = self._db()
         con.executescript(_SCHEMA)

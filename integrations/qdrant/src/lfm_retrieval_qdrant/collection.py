@@ -17,7 +17,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
-from lfm_retrieval.stores import AnySpec, Hit, HybridSpec, Record, Store
+from lfm_retrieval.stores import AnySpec, Hit, Record, Store
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval_qdrant import clients
 from lfm_retrieval_qdrant.filters import to_qdrant
@@ -25,7 +25,6 @@ from lfm_retrieval_qdrant.layout import (
     FINGERPRINT_FIELD,
     KEY_FIELD,
     METADATA_KEY,
-    check_maxsim_distance,
     collection_metadata,
     field_path,
     point_payload,
@@ -116,9 +115,6 @@ class QdrantCollection(Store):
     # -- schema -----------------------------------------------------------------------------
     def ensure_collection(self, spec: AnySpec) -> None:
         """Create the collection for ``spec`` or check the existing one; then add payload indexes."""
-        if spec.kind == self.kind:
-            for part in (spec.dense, spec.multivector) if isinstance(spec, HybridSpec) else (spec,):
-                check_maxsim_distance(part)
         with self._call():
             info = self._collection_config()
             if info is not None and METADATA_KEY not in (info.metadata or {}):

@@ -132,19 +132,6 @@ def vectors_config(spec: AnySpec) -> models.VectorParams | dict[str, models.Vect
     return vector_params(spec)
 
 
-def check_maxsim_distance(spec: CollectionSpec) -> None:
-    """Refuse a multivector distance whose Qdrant MaxSim is not the sum of best per-token similarities.
-
-    For ``euclid`` Qdrant sums the best negated *squared* distances and reports the square
-    root of the total, which orders records differently from the protocol's MaxSim.
-    """
-    if spec.kind == "multivector" and spec.distance == "euclid":
-        raise ValueError(
-            "Qdrant multivectors support MaxSim over 'cosine' or 'dot' token similarities, not 'euclid' "
-            "(its euclid MaxSim is the root of summed squared distances); nothing was written"
-        )
-
-
 def collection_metadata(spec: AnySpec) -> dict[str, Any]:
     """The metadata recorded with the collection when it is created."""
     return {METADATA_KEY: {**spec.as_metadata(), "layout": LAYOUT_VERSION}}
