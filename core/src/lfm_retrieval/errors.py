@@ -9,6 +9,18 @@ class InvalidTextError(LFMRetrievalError, ValueError):
     """A text to encode is not a non-empty string; the message names its position."""
 
 
+def check_query(query: object) -> str:
+    """Return ``query`` if it is a non-blank string, else raise InvalidTextError saying why
+    (for framework entry points that take one query, before any tokenizer sees it)."""
+    if query is None:
+        raise InvalidTextError("query is None; expected a non-empty string")
+    if not isinstance(query, str):
+        raise InvalidTextError(f"query is {type(query).__name__}; expected a non-empty string")
+    if not query.strip():
+        raise InvalidTextError("query is empty or only whitespace; expected a non-empty string")
+    return query
+
+
 class ModelLoadError(LFMRetrievalError, OSError):
     """A model could not be found or is not of the expected kind; the message names it."""
 

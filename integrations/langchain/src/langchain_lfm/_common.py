@@ -5,22 +5,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from lfm_retrieval import InvalidTextError
 from lfm_retrieval.encoders import check_model_path
 
 # Arguments the classes set from their own fields; encoder_kwargs may not repeat them.
 _OWN_ARGUMENTS = ("model", "device", "batch_size", "normalize")
-
-
-def check_query(query: object) -> str:
-    """Return ``query`` if it is a non-blank string, else raise InvalidTextError (a ValueError)."""
-    if query is None:
-        raise InvalidTextError("query is None; expected a non-empty string")
-    if not isinstance(query, str):
-        raise InvalidTextError(f"query is {type(query).__name__}; expected a non-empty string")
-    if not query.strip():
-        raise InvalidTextError("query is empty or only whitespace; expected a non-empty string")
-    return query
 
 
 def check_model_and_kwargs(model: str, encoder_class: type, encoder_kwargs: dict[str, Any]) -> None:

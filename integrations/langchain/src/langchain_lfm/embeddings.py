@@ -10,8 +10,9 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from langchain_lfm._common import check_model_and_kwargs, check_query
+from langchain_lfm._common import check_model_and_kwargs
 from lfm_retrieval import LFM25_EMBEDDING, DenseEncoder, InvalidTextError
+from lfm_retrieval.errors import check_query
 
 
 class LFMEmbeddings(BaseModel, Embeddings):

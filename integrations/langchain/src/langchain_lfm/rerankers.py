@@ -12,8 +12,9 @@ from langchain_core.documents import Document
 from langchain_core.documents.compressor import BaseDocumentCompressor
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from langchain_lfm._common import check_model_and_kwargs, check_query
+from langchain_lfm._common import check_model_and_kwargs
 from lfm_retrieval import LFM25_COLBERT, ColBERTEncoder, InvalidTextError, rerank
+from lfm_retrieval.errors import check_query
 
 
 class LFMColBERTReranker(BaseDocumentCompressor):

@@ -11,10 +11,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from langchain_lfm._common import check_query
 from langchain_lfm.embeddings import LFMEmbeddings
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.errors import CollectionMismatchError
+from lfm_retrieval.errors import CollectionMismatchError, check_query
 from lfm_retrieval.stores import DenseStore, Hit, HybridStore, MultiVectorStore, Store, open_store
 
 StoreKind = Literal["dense", "multivector", "hybrid"]

@@ -15,6 +15,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.storage.kvstore.types import DEFAULT_COLLECTION, BaseKVStore
 
 from lfm_retrieval import LFM25_EMBEDDING, DenseEncoder, InvalidTextError, Side
+from lfm_retrieval.errors import check_query
 
 # Which side the current call embeds; LlamaIndex's embeddings cache is keyed by text alone,
 # so the cache view below adds the side (and the model) to every key it stores.
@@ -23,17 +24,6 @@ _SIDE: ContextVar[str] = ContextVar("lfm_embedding_side", default=Side.DOCUMENT.
 # worker threads that the async methods use ("Already borrowed"), and one CPU forward pass
 # already uses every core.
 ENCODE_LOCK = threading.Lock()
-
-
-def check_query(query: object) -> str:
-    """Return ``query`` if it is a non-blank string, else raise InvalidTextError saying why."""
-    if query is None:
-        raise InvalidTextError("query is None; expected a non-empty string")
-    if not isinstance(query, str):
-        raise InvalidTextError(f"query is {type(query).__name__}; expected a non-empty string")
-    if not query.strip():
-        raise InvalidTextError("query is empty or only whitespace; expected a non-empty string")
-    return query
 
 
 class SideKeyedKVStore(BaseKVStore):

@@ -10,7 +10,8 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from lfm_retrieval import LFM25_COLBERT, ColBERTEncoder, InvalidTextError, rerank
-from llama_index.embeddings.lfm.base import ENCODE_LOCK, check_query
+from lfm_retrieval.errors import check_query
+from llama_index.embeddings.lfm.base import ENCODE_LOCK
 
 
 class LFMColBERTRerank(BaseNodePostprocessor):

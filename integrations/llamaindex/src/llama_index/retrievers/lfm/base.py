@@ -13,10 +13,10 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilters
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.errors import CollectionMismatchError, InvalidFilterError
+from lfm_retrieval.errors import CollectionMismatchError, InvalidFilterError, check_query
 from lfm_retrieval.stores import FilterSpec, Hit, Store, open_store, parse_filter
 from llama_index.embeddings.lfm import LFMEmbedding
-from llama_index.embeddings.lfm.base import ENCODE_LOCK, check_query
+from llama_index.embeddings.lfm.base import ENCODE_LOCK
 
 _RANGE_OPS = {FilterOperator.GT: "gt", FilterOperator.GTE: "gte", FilterOperator.LT: "lt", FilterOperator.LTE: "lte"}
 
