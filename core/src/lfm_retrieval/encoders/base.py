@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from typing import Generic, TypeVar
@@ -29,6 +30,9 @@ class Encoder(ABC, Generic[Vector]):
         self.max_batch_tokens = max_batch_tokens
         self.chunk_size = chunk_size
         self.stats = EncodeStats()
+        # Fast tokenizers fail ("Already borrowed") when two threads use one at once, as
+        # async framework calls do: one model call at a time per encoder.
+        self._model_lock = threading.Lock()
 
     model_name: str
 
@@ -49,11 +53,13 @@ class Encoder(ABC, Generic[Vector]):
         """Yield one vector per text, in input order, reading ``chunk_size`` texts at a time."""
         side = Side(side)
         for chunk in validated_chunks(texts, self.chunk_size):
-            lengths, truncated = self._token_lengths(chunk, side)
-            out: list[Vector | None] = [None] * len(chunk)
-            for batch in equal_length_batches(lengths, self.batch_size, self.max_batch_tokens):
-                for index, vector in zip(batch, self._encode_batch([chunk[i] for i in batch], side), strict=True):
-                    out[index] = vector
+            with self._model_lock:
+                lengths, truncated = self._token_lengths(chunk, side)
+                out: list[Vector | None] = [None] * len(chunk)
+                for batch in equal_length_batches(lengths, self.batch_size, self.max_batch_tokens):
+                    vectors = self._encode_batch([chunk[i] for i in batch], side)
+                    for index, vector in zip(batch, vectors, strict=True):
+                        out[index] = vector
             self.stats.texts += len(chunk)
             self.stats.tokens += sum(lengths)
             self.stats.truncated += truncated
