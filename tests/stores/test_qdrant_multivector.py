@@ -21,6 +21,7 @@ import pytest
 lfm_qdrant = pytest.importorskip("lfm_retrieval_qdrant")
 
 from qdrant_client import models  # noqa: E402
+from test_qdrant_store import edge_filter  # noqa: E402
 
 from lfm_retrieval import ColBERTEncoder  # noqa: E402
 from lfm_retrieval.data import SAMPLE_CATALOG, SAMPLE_QUERIES  # noqa: E402
@@ -140,28 +141,7 @@ def random_records(rng: np.random.Generator, n: int, dim: int, *, unit: bool = T
 
 
 # -- Qdrant's real engine (qdrant-edge-py) --------------------------------------------------------
-
-
-def edge_filter(flt: models.Filter | None) -> Any:
-    """A translated filter in qdrant-edge's own classes (the forms these tests use)."""
-    import qdrant_edge as qe
-
-    def condition(c: Any) -> Any:
-        if isinstance(c, models.Filter):
-            return edge_filter(c)
-        if isinstance(c.match, models.MatchValue):
-            return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.match.value))
-        if isinstance(c.match, models.MatchAny):
-            return qe.FieldCondition(key=c.key, match=qe.MatchAny(list(c.match.any)))
-        r = c.range
-        return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
-
-    if flt is None:
-        return None
-    return qe.Filter(
-        must=[condition(c) for c in flt.must] if flt.must else None,
-        should=[condition(c) for c in flt.should] if flt.should else None,
-    )
+# edge_filter: the translation in test_qdrant_store, shared.
 
 
 def edge_params(spec: CollectionSpec) -> Any:
