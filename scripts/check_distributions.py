@@ -1,0 +1,269 @@
+"""Install each distribution alone from its declared ranges (no stack file) and run its quick tests.
+
+    python scripts/check_distributions.py                      # every distribution, newest and lowest
+    python scripts/check_distributions.py --only lfm-retrieval-pgvector --resolution lowest
+
+For the core alone and for each integration with the core, this makes a fresh venv in
+.venvs/check/<distribution>-<resolution>, installs it with uv from the ranges its pyproject.toml
+declares (``highest``: what pip picks today; ``lowest``: ``--resolution lowest-direct``, the lower
+bound of every declared range), checks the environment is consistent (``uv pip check``), imports
+the distribution and loads its store entry points, runs the quick tests its pyproject.toml names
+under ``[tool.lfm-retrieval.check]``, and prints the versions it resolved. Exits 1 if any fails.
+
+Two things come from the stacks, not from the ranges: torch (a bare ``torch`` range pulls a CUDA
+build of several GB, so torch is pinned to the stack's build, CPU in ``latest``; FACTS.md §2) and
+the test tools named in ``test-requires`` (pytest etc., not dependencies of the distribution).
+uv is pointed at the same package sources pip is configured with (``pip config list``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+RESOLUTIONS = {"highest": "highest", "lowest": "lowest-direct"}
+ENTRY_POINT_GROUP = "lfm_retrieval.stores"
+
+
+@dataclass
+class Distribution:
+    """One installable distribution and what the check does with it (``[tool.lfm-retrieval.check]``)."""
+
+    name: str
+    path: Path
+    requires: list[str]
+    imports: list[str]
+    tests: list[str]
+    test_requires: list[str] = field(default_factory=list)
+    extras: list[str] = field(default_factory=list)
+    torch_stack: str = "latest"
+    pytest_args: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name[extra]``: what the check reports and ``--only`` selects."""
+        return f"{self.name}[{','.join(self.extras)}]" if self.extras else self.name
+
+
+def read_distribution(path: Path) -> list[Distribution]:
+    """The distribution at ``path`` and one more per ``[tool.lfm-retrieval.check.extra.<name>]`` table
+    (an optional extra checked with its own quick tests, e.g. ``lfm-retrieval[ray]``)."""
+    project_file = path / "pyproject.toml"
+    data = tomllib.loads(project_file.read_text())
+    project = data["project"]
+    check = data.get("tool", {}).get("lfm-retrieval", {}).get("check")
+    if check is None or not check.get("tests"):
+        raise SystemExit(f"{project_file}: no [tool.lfm-retrieval.check] tests = [...]: name its quick tests")
+    packages = data.get("tool", {}).get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {})
+    base = Distribution(
+        name=project["name"],
+        path=path,
+        requires=list(project.get("dependencies", [])),
+        imports=check.get("imports") or [Path(p).name for p in packages.get("packages", [])],
+        tests=check["tests"],
+        test_requires=check.get("test-requires", []),
+        torch_stack=check.get("torch-stack", "latest"),
+        pytest_args=check.get("pytest-args", []),
+    )
+    variants = [base]
+    for extra, table in check.get("extra", {}).items():
+        variants.append(
+            Distribution(
+                name=base.name,
+                path=path,
+                requires=base.requires + project.get("optional-dependencies", {}).get(extra, []),
+                imports=base.imports + table.get("imports", []),
+                tests=table["tests"],
+                test_requires=table.get("test-requires", base.test_requires),
+                extras=[extra],
+                torch_stack=table.get("torch-stack", base.torch_stack),
+                pytest_args=table.get("pytest-args", []),
+            )
+        )
+    return variants
+
+
+def discover() -> list[Distribution]:
+    """The core first, then every integration under integrations/ (a new one slots in by its pyproject)."""
+    paths = [ROOT / "core", *sorted(p.parent for p in (ROOT / "integrations").glob("*/pyproject.toml"))]
+    return [variant for path in paths for variant in read_distribution(path)]
+
+
+def stack_pins(stack: str) -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "stacks" / f"{stack}.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[canonicalize_name(name)] = version.strip()
+    return pins
+
+
+def pinned(names: list[str], stack: str) -> list[str]:
+    pins = stack_pins(stack)
+    missing = [n for n in names if canonicalize_name(n) not in pins]
+    if missing:
+        raise SystemExit(f"test tools not pinned in stacks/{stack}.txt: {', '.join(missing)}")
+    return [f"{n}=={pins[canonicalize_name(n)]}" for n in names]
+
+
+def pip_sources() -> list[str]:
+    """uv options for the sources and constraints pip is configured with here (find-links, extra indexes)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    options: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        match = re.match(r"^[^.]*\.([a-z-]+)='(.*)'$", line.strip())
+        if match:
+            options.setdefault(match[1], []).extend(match[2].split())
+    args: list[str] = []
+    for key, flag in (("index-url", "--index-url"), ("extra-index-url", "--extra-index-url"),
+                      ("find-links", "--find-links"), ("constraint", "--constraint")):  # fmt: skip
+        for value in dict.fromkeys(options.get(key, [])):
+            args += [flag, value]
+    # pip takes the best version across all its sources; uv's default stops at the first index.
+    return [*args, "--index-strategy", "unsafe-best-match"]
+
+
+def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> int:
+    with log.open("a") as out:
+        out.write(f"$ {shlex.join(cmd)}\n")
+        out.flush()
+        return subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, check=False).returncode
+
+
+IMPORT_FAILED = 97
+# One process per venv (torch imports once): import the distribution, load its store entry points,
+# then run pytest. argv: distribution, comma-separated modules, pytest arguments.
+IMPORT_THEN_TEST = f"""
+import importlib, importlib.metadata as md, sys, traceback
+dist, modules = sys.argv[1], sys.argv[2].split(",")
+try:
+    for module in modules:
+        importlib.import_module(module)
+    points = [ep for ep in md.distribution(dist).entry_points if ep.group == {ENTRY_POINT_GROUP!r}]
+    for ep in points:
+        ep.load()
+except Exception:
+    traceback.print_exc()
+    print("".join(traceback.format_exception_only(*sys.exc_info()[:2])).strip().splitlines()[-1])
+    raise SystemExit({IMPORT_FAILED})
+print(f"imported {{', '.join(modules)}}; loaded {{len(points)}} store entry point(s)", flush=True)
+import pytest
+raise SystemExit(pytest.main(sys.argv[3:]))
+"""
+
+
+def resolved_versions(python: Path, dist: Distribution, core: Distribution) -> str:
+    out = subprocess.run(
+        [str(uv()), "pip", "freeze", "-p", str(python)], capture_output=True, text=True, check=True
+    ).stdout
+    versions = {}
+    for line in out.splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            versions[canonicalize_name(name)] = version
+    names = dict.fromkeys(canonicalize_name(Requirement(r).name) for r in [*core.requires, *dist.requires, "torch"])
+    return " ".join(f"{n}=={versions[n]}" for n in names if n in versions)
+
+
+def last_line(log: Path) -> str:
+    lines = log.read_text().rstrip().splitlines() if log.exists() else []
+    return lines[-1].strip() if lines else ""
+
+
+def uv() -> Path:
+    found = Path(sys.executable).parent / "uv"
+    return found if found.exists() else Path(shutil.which("uv") or "uv")
+
+
+def check(dist: Distribution, core: Distribution, resolution: str, sources: list[str], logs: Path) -> tuple[bool, str]:
+    """Build the venv, install, import, test; (passed, one-line summary)."""
+    slug = f"{dist.label.replace('[', '+').replace(']', '').replace(',', '+')}-{resolution}"
+    venv = ROOT / ".venvs" / "check" / slug
+    log = logs / f"{slug}.log"
+    log.unlink(missing_ok=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    python = venv / "bin" / "python"
+    if run([str(uv()), "venv", "-q", "-p", sys.executable, str(venv)], log):
+        return False, f"venv failed (see {log})"
+    torch = pinned(["torch"], dist.torch_stack)
+    overrides = logs / f"{slug}.overrides.txt"
+    overrides.write_text("\n".join(torch) + "\n")
+    extras = f"[{','.join(dist.extras)}]" if dist.extras else ""
+    editables = ["-e", f"{dist.path}{extras}"]
+    if dist.path != core.path:
+        editables = ["-e", str(core.path), *editables]
+    install = [str(uv()), "pip", "install", "-p", str(python), "--resolution", RESOLUTIONS[resolution], *sources]
+    install += ["--override", str(overrides), *editables, *pinned(dist.test_requires, "latest")]
+    if run(install, log):
+        return False, f"install failed: {last_line(log)} (see {log})"
+    if run([str(uv()), "pip", "check", "-p", str(python)], log):
+        return False, f"inconsistent environment: {last_line(log)} (see {log})"
+    versions = resolved_versions(python, dist, core)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    with tempfile.TemporaryDirectory(prefix=f"check-{slug}-") as basetemp:
+        pytest = ["-q", "-p", "no:cacheprovider", "--durations=3", f"--basetemp={basetemp}/t"]
+        cmd = [str(python), "-c", IMPORT_THEN_TEST, dist.name, ",".join(dist.imports), *pytest]
+        code = run([*cmd, *dist.pytest_args, *dist.tests], log, env=env)
+    if code == IMPORT_FAILED:
+        return False, f"import failed: {last_line(log)} (see {log})\n    {versions}"
+    passed = code == 0
+    summary = last_line(log)
+    if passed and not re.search(r"\b\d+ passed\b", summary):
+        return False, f"tests ran nothing: {summary} (see {log})\n    {versions}"
+    return passed, f"{summary.strip('= ')}{'' if passed else f' (see {log})'}\n    {versions}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resolution", choices=[*RESOLUTIONS, "both"], default="both")
+    parser.add_argument("--only", nargs="*", help="distribution names (default: all)")
+    args = parser.parse_args()
+    os.environ.setdefault("UV_CACHE_DIR", str(ROOT / ".venvs" / "uv-cache"))  # shared by every venv: hardlinks
+    dists = discover()
+    core = dists[0]
+    chosen = [d for d in dists if not args.only or d.label in args.only]
+    if args.only and len(chosen) != len(args.only):
+        raise SystemExit(f"unknown distribution in {args.only}; known: {', '.join(d.label for d in dists)}")
+    resolutions = list(RESOLUTIONS) if args.resolution == "both" else [args.resolution]
+    sources = pip_sources()
+    logs = ROOT / ".venvs" / "check" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"== per-distribution check ({uv_version()}; sources: {' '.join(sources)})", flush=True)
+    failed = []
+    started = time.monotonic()
+    for dist in chosen:
+        for resolution in resolutions:
+            t0 = time.monotonic()
+            ok, summary = check(dist, core, resolution, sources, logs)
+            verdict = "PASS" if ok else "FAIL"
+            print(f"{verdict} {dist.label} [{resolution}] {time.monotonic() - t0:.0f}s: {summary}", flush=True)
+            if not ok:
+                failed.append(f"{dist.label} [{resolution}]")
+    print(f"== per-distribution check: {len(failed)} failed of {len(chosen) * len(resolutions)} "
+          f"in {time.monotonic() - started:.0f}s{': ' + ', '.join(failed) if failed else ''}")  # fmt: skip
+    return 1 if failed else 0
+
+
+def uv_version() -> str:
+    return subprocess.run([str(uv()), "--version"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
