@@ -35,3 +35,31 @@ def dense(dense_path: Path):
     from lfm_retrieval import DenseEncoder
 
     return DenseEncoder(str(dense_path), device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """One local Ray runtime with 2 logical CPUs for the session (the hang trap's setting), its
+    session files in a temp dir; at the end it is shut down and no process of it may remain."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    ray = pytest.importorskip("ray")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # token auth is on by default since Ray 2.5x
+    temp = tempfile.mkdtemp(prefix="lfm-ray-")  # short: Ray's Unix socket paths must fit 107 bytes
+    ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+    def leftover() -> list[str]:
+        ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if temp in line]
+
+    deadline = time.monotonic() + 30
+    while leftover() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    remaining = leftover()
+    shutil.rmtree(temp, ignore_errors=True)
+    assert not remaining, f"Ray processes left behind: {remaining}"

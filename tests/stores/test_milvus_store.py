@@ -9,6 +9,7 @@ import itertools
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -18,9 +19,10 @@ pytest.importorskip("lfm_retrieval_milvus")
 from pymilvus import DataType, MilvusClient
 
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
-from lfm_retrieval.stores import CollectionSpec, Record, matches, open_store, parse_filter
+from lfm_retrieval.stores import CollectionSpec, Record, Store, matches, open_store, parse_filter
+from lfm_retrieval.testing.stores import DenseStoreSuite
 from lfm_retrieval_milvus import NEVER, MilvusDenseStore, UnsupportedSpecError, build_expression, parse_uri
-from lfm_retrieval_milvus.schema import SPEC_PROPERTY
+from lfm_retrieval_milvus.layout import SPEC_PROPERTY
 
 INJECTION = "x'); DROP TABLE t; --"
 SPEC = CollectionSpec(dimension=8, model="unit-test-model")
@@ -45,6 +47,40 @@ def server_store(milvus_uri, request):
     yield make
     for store in opened:
         store.close()
+
+
+class MilvusFixture:
+    """``make_store`` on the test server (``server``) or a Milvus Lite file of the test's own (``lite``)."""
+
+    mode: str
+    float16 = False  # a Milvus 2.3 server and Milvus Lite hold no float16 vectors
+
+    @pytest.fixture
+    def make_store(self, request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[..., Store]]:
+        if self.mode == "lite":
+            pytest.importorskip("milvus_lite")
+            base = f"milvus+lite://{tmp_path}/lite.db"
+        else:
+            base = request.getfixturevalue("milvus_uri").rstrip("/")
+        names: dict[str, str] = {}
+        opened: list[Store] = []
+
+        def make(name: str = "c") -> Store:
+            names.setdefault(name, _name(f"conf_{name}"))
+            opened.append(open_store(f"{base}/{names[name]}"))
+            return opened[-1]
+
+        yield make
+        for store in opened:
+            store.close()
+
+
+class TestMilvusServerDense(MilvusFixture, DenseStoreSuite):
+    mode = "server"
+
+
+class TestMilvusLiteDense(MilvusFixture, DenseStoreSuite):
+    mode = "lite"
 
 
 def _client(store: MilvusDenseStore) -> MilvusClient:
@@ -240,23 +276,6 @@ def test_a_collection_not_made_by_this_package_is_refused(server_store):
     assert _client(store).query(store.collection, filter="", output_fields=["count(*)"])[0]["count(*)"] == 0
 
 
-def test_euclid_and_dot_scores_match_exact_search(server_store):
-    vectors = _vectors(30)
-    query = _vectors(1)[0]
-    for distance, exact in [
-        ("euclid", -np.linalg.norm(vectors - query, axis=1)),
-        ("dot", vectors @ query),
-        ("cosine", vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)),
-    ]:
-        store = server_store()
-        store.ensure_collection(CollectionSpec(dimension=8, distance=distance))
-        store.upsert([Record(f"r{i}", v) for i, v in enumerate(vectors)])
-        hits = store.search(query, k=5)
-        order = np.argsort(-exact)[:5]
-        assert [h.key for h in hits] == [f"r{i}" for i in order], distance
-        np.testing.assert_allclose([h.score for h in hits], exact[order], rtol=1e-4, atol=1e-5)
-
-
 def test_float16_is_refused_by_a_2_3_server_before_anything_is_created(server_store):
     store = server_store()
     with pytest.raises(UnsupportedSpecError, match=r"2\.4"):
@@ -267,12 +286,11 @@ def test_float16_is_refused_by_a_2_3_server_before_anything_is_created(server_st
 @pytest.mark.parametrize(
     "payload, problem",
     [
-        ({"x": float("nan")}, "finite"),
         ({"x": 2**70}, "64-bit"),
-        ({1: "a"}, "not a string"),
+        ({"x": [1, {"y": -(2**63) - 1}]}, "64-bit"),
         ({"x": "a" * 70000}, "bytes"),
     ],
-    ids=["nan", "big-int", "int-key", "too-big"],
+    ids=["big-int", "nested-big-int", "too-big"],
 )
 def test_payloads_milvus_cannot_store_are_refused_whole(server_store, payload, problem):
     store = server_store()
@@ -282,29 +300,6 @@ def test_payloads_milvus_cannot_store_are_refused_whole(server_store, payload, p
     with pytest.raises(InvalidRecordError, match=f"BAD/en.*{problem}"):
         store.upsert(batch)
     assert store.count() == 0
-
-
-def test_a_key_repeated_in_one_batch_is_stored_once_last_wins(server_store):
-    store = server_store()
-    store.ensure_collection(SPEC)
-    a, b = _vectors(2)
-    store.upsert([Record("same", a, {"v": 1}), Record("other", b), Record("same", a, {"v": 2})])
-    assert store.count() == 2
-    assert store.search(a, k=1)[0].payload == {"v": 2}
-
-
-def test_payload_updates_keep_vectors_and_fingerprints_are_listed(server_store):
-    store = server_store()
-    store.ensure_collection(SPEC)
-    vectors = _vectors(3)
-    store.upsert([Record(f"r{i}", v, {"i": i}, fingerprint=f"fp{i}") for i, v in enumerate(vectors)])
-    assert store.update_payloads([("r1", {"i": 10}, "fp1b"), ("absent", {}, "x")]) == 1
-    assert store.fingerprints() == {"r0": "fp0", "r1": "fp1b", "r2": "fp2"}
-    hit = store.search(vectors[1], k=1)[0]
-    assert (hit.key, hit.payload) == ("r1", {"i": 10}) and hit.score == pytest.approx(1.0, abs=1e-5)
-    with pytest.raises(InvalidRecordError, match="r2"):
-        store.update_payloads([("r2", {"x": float("inf")}, "fp")])
-    assert store.search(vectors[2], k=1)[0].payload == {"i": 2}
 
 
 def test_uris():

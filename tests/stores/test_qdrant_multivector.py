@@ -21,12 +21,12 @@ import pytest
 lfm_qdrant = pytest.importorskip("lfm_retrieval_qdrant")
 
 from qdrant_client import models  # noqa: E402
-from test_qdrant_store import edge_filter  # noqa: E402
 
 from lfm_retrieval import ColBERTEncoder  # noqa: E402
 from lfm_retrieval.data import SAMPLE_CATALOG, SAMPLE_QUERIES  # noqa: E402
-from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError  # noqa: E402
+from lfm_retrieval.errors import CollectionMismatchError  # noqa: E402
 from lfm_retrieval.scoring import maxsim_scores  # noqa: E402
+from lfm_retrieval.search import search_text  # noqa: E402
 from lfm_retrieval.stores import (  # noqa: E402
     CollectionSpec,
     Hit,
@@ -46,6 +46,7 @@ from lfm_retrieval_qdrant import (  # noqa: E402
 )
 from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
 from lfm_retrieval_qdrant.layout import PAYLOAD_FIELD, point_payload  # noqa: E402
+from stores.qdrant_engine import edge_filter  # noqa: E402
 
 N_TEXTS = 48
 N_QUERIES = 4
@@ -141,7 +142,6 @@ def random_records(rng: np.random.Generator, n: int, dim: int, *, unit: bool = T
 
 
 # -- Qdrant's real engine (qdrant-edge-py) --------------------------------------------------------
-# edge_filter: the translation in test_qdrant_store, shared.
 
 
 def edge_params(spec: CollectionSpec) -> Any:
@@ -262,7 +262,7 @@ def test_maxsim_on_colbert_encodings_equals_numpy_and_qdrants_engine(
             assert filtered and all(matches(parse_filter(flt), h.payload) for h in filtered)
             assert_same_hits(filtered, reference.search(tokens, k=10, filter=flt))
             assert_same_hits(filtered, engine.maxsim(tokens, 10, flt))
-        text_hits = store.search_text(colbert, "wireless headphones", k=3)
+        text_hits = search_text(store, "wireless headphones", colbert=colbert, k=3)
         assert_same_hits(text_hits, exact_top(colbert.encode_queries(["wireless headphones"])[0], catalog_records, 3))
         top = store.search(catalog_records[0].token_vectors, k=1)[0]
         assert (top.key, top.payload) == (catalog_records[0].key, catalog_records[0].payload)
@@ -339,7 +339,7 @@ def test_hybrid_is_the_maxsim_order_of_the_dense_top_n(open_qdrant, colbert, den
             assert_same_hits(hits, reference.search(vector, tokens, k=5, prefetch=12))
             assert_same_hits(hits, engine.hybrid(vector, tokens, 5, 12))
             if text == queries[0]:
-                assert_same_hits(store.search_text(dense, colbert, text, k=5, prefetch=12), hits)
+                assert_same_hits(search_text(store, text, dense=dense, colbert=colbert, k=5, prefetch=12), hits)
     finally:
         engine.close()
 
@@ -428,34 +428,6 @@ def search_any(store: QdrantCollection, record: Record, k: int = 10, **kw: Any) 
 
 
 @pytest.mark.parametrize("kind", ["multivector", "hybrid"])
-def test_upsert_delete_count_payloads_and_fingerprints(open_qdrant, kind):
-    rng = np.random.default_rng(4)
-    store = open_qdrant(kind)
-    store.ensure_collection(small_spec(kind))
-    records = [
-        small_record(kind, f"SKU-{i}/en", rng, {"i": i, "colour": "red" if i % 2 else "blue"}, f"f{i}")
-        for i in range(6)
-    ]
-    assert store.upsert(records) == 6 and store.count() == 6
-    again = small_record(kind, "SKU-0/en", rng, {"i": 0, "colour": "green"}, "f0b")
-    store.upsert([again, again])  # the same key twice, and again across calls: one record
-    assert store.count() == 6 and store.count({"colour": "green"}) == 1
-    top = search_any(store, again, k=1)[0]
-    assert (top.key, top.payload, top.id) == ("SKU-0/en", {"i": 0, "colour": "green"}, again.id)
-    assert top.score == pytest.approx(3.0, abs=TOL), "its own tokens: 3 query tokens, each cosine 1"
-
-    store.delete(["SKU-1/en", "SKU-2/en", "never-stored"])
-    assert store.count() == 4 and store.count({"colour": "red"}) == 2
-    assert "SKU-1/en" not in {h.key for h in search_any(store, records[1])}
-
-    assert store.update_payloads([("SKU-3/en", {"i": 3, "colour": "gold"}, "f3b"), ("gone", {}, "x")]) == 1
-    assert store.fingerprints() == {"SKU-0/en": "f0b", "SKU-3/en": "f3b", "SKU-4/en": "f4", "SKU-5/en": "f5"}
-    hit = search_any(store, records[3], k=1)[0]
-    assert (hit.key, hit.payload, hit.score) == ("SKU-3/en", {"i": 3, "colour": "gold"}, pytest.approx(3.0, abs=TOL))
-    assert store.count({"colour": "gold"}) == 1
-
-
-@pytest.mark.parametrize("kind", ["multivector", "hybrid"])
 def test_large_batches_go_in_several_requests(open_qdrant, kind, monkeypatch):
     """A batch over the request budget is split (a server refuses requests over 32 MB); nothing is lost."""
     rng = np.random.default_rng(9)
@@ -477,51 +449,6 @@ def test_large_batches_go_in_several_requests(open_qdrant, kind, monkeypatch):
 
 
 # -- bad input: refused whole, naming the record, nothing written ---------------------------------
-
-
-@pytest.mark.parametrize("kind", ["multivector", "hybrid"])
-def test_bad_token_vectors_are_refused_naming_the_record(open_qdrant, kind):
-    rng = np.random.default_rng(5)
-    store = open_qdrant(kind)
-    store.ensure_collection(small_spec(kind))
-    kept = small_record(kind, "kept", rng, {"v": 1}, "fp")
-    store.upsert([kept])
-    dense = unit_rows(rng.normal(size=(1, 4)))[0] if kind == "hybrid" else None
-
-    def bad(tokens: Any = None, vector: Any = dense) -> Record:
-        return Record("SKU-BAD", vector, {}, "", tokens)
-
-    cases = {
-        "zero token vectors": bad(np.zeros((0, 6), np.float32)),
-        r"shape \(3, 7\)": bad(np.ones((3, 7), np.float32)),
-        r"shape \(6,\)": bad(np.ones(6, np.float32)),
-        "not one rectangular array": bad([[0.1] * 6, [0.1] * 5]),
-        "NaN": bad([[float("nan")] * 6]),
-        "no token_vectors": bad(None),
-        "payload is not JSON": Record("SKU-BAD", dense, {"x": object()}, "", np.ones((2, 6), np.float32)),
-    }
-    if kind == "hybrid":
-        cases["no vector given"] = bad(np.ones((2, 6), np.float32), vector=None)
-        cases[r"vector has shape \(3,\)"] = bad(np.ones((2, 6), np.float32), vector=[1.0, 0.0, 0.0])
-    else:
-        cases["dense vector was given to a multivector collection"] = bad(np.ones((2, 6)), vector=np.ones(6))
-    for message, record in cases.items():
-        fine = small_record(kind, "fine", rng)
-        with pytest.raises(InvalidRecordError, match=message) as caught:
-            store.upsert([fine, record])
-        assert "SKU-BAD" in str(caught.value)
-        assert store.count() == 1, f"{message}: nothing of the batch was written"
-    assert store.fingerprints() == {"kept": "fp"}
-    assert search_any(store, kept, k=5)[0].payload == {"v": 1}
-
-
-def test_token_vectors_are_refused_by_a_dense_collection(open_qdrant):
-    store = open_qdrant("dense")
-    store.ensure_collection(CollectionSpec(dimension=4, model="d"))
-    store.upsert([Record("kept", [1.0, 0.0, 0.0, 0.0])])
-    with pytest.raises(InvalidRecordError, match="'SKU-BAD': token vectors were given to a dense collection"):
-        store.upsert([Record("fine", [0.0, 1.0, 0.0, 0.0]), Record("SKU-BAD", token_vectors=np.ones((2, 4)))])
-    assert store.count() == 1
 
 
 def test_a_query_of_the_wrong_shape_is_a_clear_error(open_qdrant):
@@ -565,16 +492,6 @@ def test_a_collection_of_another_kind_is_refused_before_writing(open_qdrant, mad
     with pytest.raises(CollectionMismatchError, match=f"is a {made} collection; open it as one"):
         other.count()  # opened without ensure_collection: the stored kind is checked on first use
     assert first.count() == 1 and first.fingerprints() == {"kept": ""}
-
-
-def test_a_spec_of_another_kind_is_refused_by_each_store(open_qdrant):
-    for kind in SPEC_OF_KIND:
-        store = open_qdrant(kind, f"own_{kind}")
-        for other_kind, other in SPEC_OF_KIND.items():
-            if other_kind != kind:
-                with pytest.raises(CollectionMismatchError, match=f"stores {kind} collections"):
-                    store.ensure_collection(other)
-        assert not store.client.collection_exists(store.collection_name), "nothing was created"
 
 
 def test_hybrid_settings_are_checked_per_vector(open_qdrant):

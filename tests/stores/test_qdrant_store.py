@@ -9,7 +9,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -22,17 +24,100 @@ from lfm_retrieval import DenseEncoder  # noqa: E402
 from lfm_retrieval.errors import (  # noqa: E402
     CollectionMismatchError,
     InvalidFilterError,
-    InvalidRecordError,
     StoreUnavailableError,
 )
-from lfm_retrieval.stores import CollectionSpec, Record, matches, open_store, parse_filter  # noqa: E402
-from lfm_retrieval.stores.memory import MemoryStore  # noqa: E402
-from lfm_retrieval_qdrant import QdrantDenseStore, parse_uri  # noqa: E402
+from lfm_retrieval.stores import CollectionSpec, Record, Store, matches, open_store, parse_filter  # noqa: E402
+from lfm_retrieval.testing.stores import (  # noqa: E402
+    DenseStoreSuite,
+    HybridStoreSuite,
+    MultiVectorStoreSuite,
+    unique_name,
+)
+from lfm_retrieval_qdrant import QdrantCollection, QdrantDenseStore, parse_uri  # noqa: E402
 from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
 from lfm_retrieval_qdrant.layout import FINGERPRINT_FIELD, KEY_FIELD, PAYLOAD_FIELD, point_payload  # noqa: E402
+from stores.qdrant_engine import edge_filter  # noqa: E402
 
 INJECTION = "x'); DROP TABLE t; --"
 N_DOCS = 120
+
+
+# -- the conformance suites: local mode, and a server when LFM_TEST_QDRANT_URL names one -----------
+
+
+class QdrantFixture:
+    """``make_store`` for every Qdrant mode; a mode is a base URI (``{base}/{collection}``)."""
+
+    kind: str
+    mode: str
+
+    @pytest.fixture
+    def base_uri(self, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+        if self.mode == "edge":
+            pytest.importorskip("qdrant_edge")
+            return f"qdrant+edge://{tmp_path / 'qdrant-edge'}"
+        if self.mode == "local":
+            return f"qdrant+local://{tmp_path / 'qdrant'}"
+        url = request.getfixturevalue("qdrant_url")
+        if not url:
+            pytest.skip("no Qdrant server here: set LFM_TEST_QDRANT_URL (see docker/)")
+        return f"qdrant://{urlsplit(url).netloc}"
+
+    @pytest.fixture
+    def make_store(self, base_uri: str) -> Iterator[Callable[..., Store]]:
+        names: dict[str, str] = {}
+        opened: list[QdrantCollection] = []
+
+        def make(name: str = "c") -> Store:
+            names.setdefault(name, unique_name(f"conf_{name}"))
+            opened.append(open_store(f"{base_uri}/{names[name]}", kind=self.kind))
+            return opened[-1]
+
+        yield make
+        for store in opened:
+            if (
+                self.mode == "server"
+                and store._handle is not None
+                and store.client.collection_exists(store.collection_name)
+            ):
+                store.client.delete_collection(store.collection_name)
+            store.close()
+
+
+class TestQdrantLocalDense(QdrantFixture, DenseStoreSuite):
+    mode = "local"
+
+
+class TestQdrantLocalMultiVector(QdrantFixture, MultiVectorStoreSuite):
+    mode = "local"
+
+
+class TestQdrantLocalHybrid(QdrantFixture, HybridStoreSuite):
+    mode = "local"
+
+
+class TestQdrantEdgeDense(QdrantFixture, DenseStoreSuite):
+    mode = "edge"
+
+
+class TestQdrantEdgeMultiVector(QdrantFixture, MultiVectorStoreSuite):
+    mode = "edge"
+
+
+class TestQdrantEdgeHybrid(QdrantFixture, HybridStoreSuite):
+    mode = "edge"
+
+
+class TestQdrantServerDense(QdrantFixture, DenseStoreSuite):
+    mode = "server"
+
+
+class TestQdrantServerMultiVector(QdrantFixture, MultiVectorStoreSuite):
+    mode = "server"
+
+
+class TestQdrantServerHybrid(QdrantFixture, HybridStoreSuite):
+    mode = "server"
 
 
 # -- real data --------------------------------------------------------------------------------
@@ -64,29 +149,6 @@ def local_store(folder: Path, name: str, **options) -> QdrantDenseStore:
 
 
 # -- Qdrant's real engine (qdrant-edge-py) ------------------------------------------------------
-
-
-def edge_filter(flt: models.Filter | None):
-    """The same filter in qdrant-edge's own classes (the adapter's translation, unchanged)."""
-    import qdrant_edge as qe
-
-    def condition(c):
-        if isinstance(c, models.Filter):
-            return edge_filter(c)
-        assert isinstance(c, models.FieldCondition), c
-        if isinstance(c.match, models.MatchValue):
-            return qe.FieldCondition(key=c.key, match=qe.MatchValue(c.match.value))
-        if isinstance(c.match, models.MatchAny):
-            return qe.FieldCondition(key=c.key, match=qe.MatchAny(list(c.match.any)))
-        r = c.range
-        return qe.FieldCondition(key=c.key, range=qe.RangeFloat(gte=r.gte, gt=r.gt, lte=r.lte, lt=r.lt))
-
-    if flt is None:
-        return None
-    return qe.Filter(
-        must=[condition(c) for c in flt.must] if flt.must else None,
-        should=[condition(c) for c in flt.should] if flt.should else None,
-    )
 
 
 def qdrant_edge_reads_true_as_one() -> bool:
@@ -387,26 +449,6 @@ def test_payloads_come_back_exactly_and_internal_fields_never_collide(tmp_path):
         }
 
 
-def test_payload_updates_keep_vectors_and_ignore_unknown_keys(tmp_path):
-    with local_store(tmp_path, "updates") as store:
-        store.ensure_collection(CollectionSpec(dimension=3))
-        store.upsert([Record("a", [1.0, 0.0, 0.0], {"v": 1}, "f1"), Record("b", [0.0, 1.0, 0.0], {"v": 2}, "f2")])
-        assert store.update_payloads([("a", {"v": 10}, "f1b"), ("never-stored", {}, "x")]) == 1
-        hit = store.search([1.0, 0.0, 0.0], k=1)[0]
-        assert (hit.key, hit.payload, hit.score) == ("a", {"v": 10}, pytest.approx(1.0))
-        assert store.fingerprints() == {"a": "f1b", "b": "f2"} and store.count() == 2
-
-
-def test_a_payload_that_is_not_json_is_refused_with_its_key(tmp_path):
-    with local_store(tmp_path, "json") as store:
-        store.ensure_collection(CollectionSpec(dimension=2))
-        store.upsert([Record("ok", [1.0, 0.0])])
-        for bad in ({"when": object()}, {"x": float("nan")}):
-            with pytest.raises(InvalidRecordError, match="SKU-BAD"):
-                store.upsert([Record("fine", [0.0, 1.0]), Record("SKU-BAD", [1.0, 1.0], bad)])
-        assert store.count() == 1
-
-
 def test_a_collection_not_made_by_this_package_is_refused(tmp_path):
     client = QdrantClient(path=str(tmp_path / "foreign"))
     client.create_collection("theirs", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
@@ -416,23 +458,6 @@ def test_a_collection_not_made_by_this_package_is_refused(tmp_path):
         with pytest.raises(CollectionMismatchError, match="no lfm-retrieval spec"):
             store.ensure_collection(CollectionSpec(dimension=4))
         assert store.client.count("theirs").count == 1
-
-
-@pytest.mark.parametrize("distance", ["cosine", "dot", "euclid"])
-def test_scores_are_those_of_exact_search_higher_is_better(tmp_path, distance):
-    rng = np.random.default_rng(11)
-    spec = CollectionSpec(dimension=16, distance=distance, model="m")
-    records = [Record(f"k{i}", rng.normal(size=16).astype(np.float32)) for i in range(50)]
-    exact = MemoryStore(f"qdrant-exact-{distance}")
-    exact.ensure_collection(spec)
-    exact.upsert(records)
-    with local_store(tmp_path, distance) as store:
-        store.ensure_collection(spec)
-        store.upsert(records)
-        for query in rng.normal(size=(5, 16)):
-            hits, expected = store.search(query, k=10), exact.search(query, k=10)
-            assert [h.key for h in hits] == [h.key for h in expected]
-            np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected], atol=1e-4, rtol=0)
 
 
 def test_a_field_name_qdrant_cannot_address_is_a_clear_filter_error(tmp_path):

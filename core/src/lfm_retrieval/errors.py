@@ -37,6 +37,11 @@ class CollectionMismatchError(LFMRetrievalError, ValueError):
     """An existing collection was made for another dimension, distance, vector type or model."""
 
 
+class StorePluginError(LFMRetrievalError, ImportError):
+    """An installed store adapter failed to import; the message names its distribution, the failed
+    import and the installed versions of what it depends on."""
+
+
 class StoreUnavailableError(LFMRetrievalError, ConnectionError):
     """A store's server could not be reached; the message names the URI."""
 
@@ -47,3 +52,6 @@ class BadRecordError(LFMRetrievalError, ValueError):
     def __init__(self, position: str, problem: str) -> None:
         super().__init__(f"record {position}: {problem}")
         self.position, self.problem = position, problem
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # survives pickling (a Ray task raising it)
+        return type(self), (self.position, self.problem)

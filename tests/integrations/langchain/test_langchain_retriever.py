@@ -13,6 +13,7 @@ from langchain_core.documents import Document
 from langchain_lfm import LFMEmbeddings, LFMRetriever
 from lfm_retrieval import DenseEncoder, InvalidTextError
 from lfm_retrieval.errors import CollectionMismatchError
+from lfm_retrieval.search import search_text
 from lfm_retrieval.stores import Hit, HybridStore, MultiVectorStore, Store
 
 QUERY = "white leather sneakers"
@@ -20,12 +21,14 @@ KINDS = ["dense", "multivector", "hybrid"]
 
 
 def direct_search(store: Store, dense, colbert, query: str, k: int, filter: Any = None) -> list[Hit]:
-    """What the store itself returns for ``query`` (the reference for the retriever)."""
+    """What the store itself returns for ``query`` (the reference for the retriever): its own
+    ``search`` with the query encoded here."""
+    vector, tokens = dense.encode_queries([query])[0], colbert.encode_queries([query])[0]
     if isinstance(store, HybridStore):
-        return store.search_text(dense, colbert, query, k, filter, prefetch=100)
+        return store.search(vector, tokens, k, filter, prefetch=100)
     if isinstance(store, MultiVectorStore):
-        return store.search_text(colbert, query, k, filter)
-    return store.search_text(dense, query, k, filter)
+        return store.search(tokens, k, filter)
+    return store.search(vector, k, filter)
 
 
 def retriever_for(store: Store, dense, colbert, **fields: Any) -> LFMRetriever:
@@ -82,7 +85,7 @@ def test_opened_from_a_uri_with_embeddings(fill_store, minilm_dense, minilm_colb
         prefetch=10,
     )
     assert retriever.kind == "hybrid" and retriever.dense_encoder is minilm_dense
-    hits = store.search_text(minilm_dense, minilm_colbert, QUERY, 3, prefetch=10)
+    hits = search_text(store, QUERY, dense=minilm_dense, colbert=minilm_colbert, k=3, prefetch=10)
     assert_same(retriever.invoke(QUERY), hits)
 
 
@@ -93,7 +96,11 @@ def test_batch_and_concurrent_async(fill_store, minilm_dense, minilm_colbert) ->
     async def gather() -> list[list[Document]]:
         return await asyncio.gather(*(retriever.ainvoke(q) for q in queries))
 
-    assert asyncio.run(gather()) == retriever.batch(queries)
+    concurrent, batched = asyncio.run(gather()), retriever.batch(queries)
+    assert [[d.id for d in docs] for docs in concurrent] == [[d.id for d in docs] for docs in batched]
+    for got, expected in zip(concurrent, batched, strict=True):  # float32 sums may differ in the last bit
+        np.testing.assert_allclose([d.metadata["score"] for d in got], [d.metadata["score"] for d in expected], 1e-6)
+        assert [d.page_content for d in got] == [d.page_content for d in expected]
 
 
 @pytest.mark.parametrize("query", ["", "   ", None])
@@ -107,7 +114,7 @@ def test_bad_queries(fill_store, minilm_dense, minilm_colbert, query: object) ->
 
 def test_configuration_errors(fill_store, minilm_dense, minilm_colbert, dense: DenseEncoder) -> None:
     multivector = fill_store("memory", "multivector")
-    with pytest.raises(ValueError, match="a multivector store needs colbert_encoder"):
+    with pytest.raises(ValueError, match=r"a multivector store \(.*\) needs a colbert encoder"):
         LFMRetriever(store=multivector, dense_encoder=minilm_dense)
     with pytest.raises(ValueError, match="kind='dense' but"):
         LFMRetriever(store=multivector, kind="dense", colbert_encoder=minilm_colbert)

@@ -168,10 +168,10 @@ def test_retriever_bad_input(
         LFMRetriever(stores["dense"], embed_model=other).retrieve(QUERIES[0])
 
 
-def test_missing_text_field_gives_empty_text(stores: dict[str, Store], dense: DenseEncoder) -> None:
+def test_a_missing_text_field_is_a_key_error_naming_the_fields(stores: dict[str, Store], dense: DenseEncoder) -> None:
     retriever = LFMRetriever(stores["dense"], embed_model=dense, similarity_top_k=2, text_field="description")
-    nodes = retriever.retrieve(QUERIES[0])
-    assert [n.node.text for n in nodes] == ["", ""] and all(n.node.metadata["sku"] for n in nodes)
+    with pytest.raises(KeyError, match=r"no 'description' field.*'sku'.*set text_field="):
+        retriever.retrieve(QUERIES[0])
 
 
 # -- LFMColBERTRerank ----------------------------------------------------------------------------------------------

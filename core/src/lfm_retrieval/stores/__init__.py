@@ -1,6 +1,7 @@
 """The store protocol: one interface for every vector database, opened from a URI."""
 
 from lfm_retrieval.stores.base import DenseStore, FilterSpec, HybridStore, MultiVectorStore, Store, TokenVectors
+from lfm_retrieval.stores.copy import CopyReport, copy_collection, copy_uri
 from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range, matches, parse_filter
 from lfm_retrieval.stores.records import (
     AnySpec,
@@ -8,11 +9,19 @@ from lfm_retrieval.stores.records import (
     Hit,
     HybridSpec,
     Record,
+    check_payload,
     spec_from_metadata,
     stable_id,
     validate_records,
 )
-from lfm_retrieval.stores.registry import DEFAULT_STORE_URI, ENTRY_POINT_GROUP, KINDS, available_schemes, open_store
+from lfm_retrieval.stores.registry import (
+    DEFAULT_STORE_URI,
+    ENTRY_POINT_GROUP,
+    KINDS,
+    available_schemes,
+    open_store,
+    serves,
+)
 
 __all__ = [
     "DEFAULT_STORE_URI",
@@ -21,6 +30,7 @@ __all__ = [
     "And",
     "AnySpec",
     "CollectionSpec",
+    "CopyReport",
     "DenseStore",
     "Eq",
     "FilterSpec",
@@ -36,9 +46,13 @@ __all__ = [
     "Store",
     "TokenVectors",
     "available_schemes",
+    "check_payload",
+    "copy_collection",
+    "copy_uri",
     "matches",
     "open_store",
     "parse_filter",
+    "serves",
     "spec_from_metadata",
     "stable_id",
     "validate_records",

@@ -11,27 +11,24 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from lfm_retrieval.errors import InvalidRecordError
+from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
 from lfm_retrieval.stores.filters import Node, parse_filter
 from lfm_retrieval.stores.records import (
     AnySpec,
-    CollectionSpec,
     Hit,
     HybridSpec,
     Record,
+    check_payload,
     check_query_tokens,
     check_query_vector,
     spec_from_metadata,
     stable_id,
     validate_records,
 )
-
-if TYPE_CHECKING:
-    from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
 
 FilterSpec = Mapping[str, Any] | Node | None
 TokenVectors = np.ndarray | Sequence[Sequence[float]]
@@ -58,8 +55,6 @@ class Store(ABC):
         (another dimension, distance, vector type, model or kind).
         """
         if spec.kind != self.kind:
-            from lfm_retrieval.errors import CollectionMismatchError
-
             raise CollectionMismatchError(
                 f"{type(self).__name__} stores {self.kind} collections, not {spec.kind} ones ({self.uri!r})"
             )
@@ -81,8 +76,6 @@ class Store(ABC):
                 raise LookupError(f"collection {self.uri!r} does not exist; call ensure_collection(spec) first")
             spec = spec_from_metadata(existing)
             if spec.kind != self.kind:
-                from lfm_retrieval.errors import CollectionMismatchError
-
                 raise CollectionMismatchError(
                     f"collection {self.uri!r} is a {spec.kind} collection; open it as one (kind={spec.kind!r})"
                 )
@@ -130,8 +123,9 @@ class Store(ABC):
         """
         rows = []
         for key, payload, fingerprint in items:
-            if not isinstance(payload, dict):
-                raise InvalidRecordError(f"record {key!r}: payload must be a dict; nothing written")
+            check_payload(key, payload)
+            if not isinstance(fingerprint, str):
+                raise InvalidRecordError(f"record {key!r}: fingerprint must be a string; nothing written")
             rows.append((stable_id(key), key, payload, fingerprint))
         return self._update_payloads(rows) if rows else 0
 
@@ -141,10 +135,29 @@ class Store(ABC):
         self._require_spec()
         return self._count(parse_filter(filter))
 
-    def fingerprints(self) -> dict[str, str]:
-        """Every stored record's key and fingerprint (what the catalog job compares against)."""
+    def fingerprints(self, keys: Iterable[str] | None = None) -> dict[str, str]:
+        """Stored fingerprints by key (what the catalog job compares against).
+
+        Without ``keys``, every stored record's; with ``keys``, only those of the given
+        keys that are stored, read by id (a batch's lookup: memory and time grow with the
+        batch, not with the collection)."""
         self._require_spec()
-        return dict(self._scan_fingerprints())
+        if keys is None:
+            return dict(self._scan_fingerprints())
+        wanted = list(dict.fromkeys(keys))
+        return dict(self._lookup_fingerprints([stable_id(key) for key in wanted])) if wanted else {}
+
+    async def asearch(self, *query: Any, **options: Any) -> list[Hit]:
+        """Async ``search`` of this kind, same arguments (runs in a worker thread)."""
+        return await asyncio.to_thread(self.search, *query, **options)  # type: ignore[attr-defined]
+
+    def scan(self, batch_size: int = 256) -> Iterator[Record]:
+        """Every stored record read back (key, vectors as stored, payload, fingerprint), fetched
+        ``batch_size`` at a time; what :func:`~lfm_retrieval.stores.copy.copy_collection` streams."""
+        self._require_spec()
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
+        yield from self._scan_records(batch_size)
 
     async def aupsert(self, records: Iterable[Record], *, batch_size: int = 512) -> int:
         """Async :meth:`upsert` (runs in a worker thread unless the adapter has a native one)."""
@@ -185,22 +198,24 @@ class Store(ABC):
     def _scan_fingerprints(self) -> Iterable[tuple[str, str]]:
         """(key, fingerprint) of every stored record."""
 
+    def _lookup_fingerprints(self, ids: list[str]) -> Iterable[tuple[str, str]]:
+        """(key, fingerprint) of the stored records among ``ids``.
+
+        Every adapter overrides this with a read by id; this fallback scans the collection."""
+        wanted = set(ids)
+        return [(key, fp) for key, fp in self._scan_fingerprints() if stable_id(key) in wanted]
+
     @abstractmethod
     def _count(self, filter: Node | None) -> int: ...
+
+    def _scan_records(self, batch_size: int) -> Iterable[Record]:
+        """Every stored record with its vectors (adapters that can read them back implement this)."""
+        raise NotImplementedError(f"{type(self).__name__} ({self.uri!r}) cannot read its records back")
 
 
 def _check_k(k: int) -> None:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive int, not {k!r}")
-
-
-def _check_model(store: Store, spec: CollectionSpec, encoder: Any) -> None:
-    if spec.model and encoder.model_id != spec.model:
-        from lfm_retrieval.errors import CollectionMismatchError
-
-        raise CollectionMismatchError(
-            f"collection {store.uri!r} holds vectors of {spec.model!r}, not of {encoder.model_id!r}"
-        )
 
 
 class DenseStore(Store):
@@ -213,15 +228,6 @@ class DenseStore(Store):
         _check_k(k)
         query = check_query_vector(vector, self._require_spec())
         return self._search(query, k, parse_filter(filter))
-
-    def search_text(self, encoder: DenseEncoder, text: str, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
-        """Encode ``text`` on the query side with ``encoder`` and :meth:`search` with it."""
-        _check_model(self, self._require_spec(), encoder)
-        return self.search(encoder.encode_queries([text])[0], k, filter)
-
-    async def asearch(self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
-        """Async :meth:`search`."""
-        return await asyncio.to_thread(self.search, vector, k, filter)
 
     @abstractmethod
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]: ...
@@ -241,15 +247,6 @@ class MultiVectorStore(Store):
         _check_k(k)
         query = check_query_tokens(token_vectors, self._require_spec())
         return self._search(query, k, parse_filter(filter))
-
-    def search_text(self, encoder: ColBERTEncoder, text: str, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
-        """Encode ``text`` on the query side with the ColBERT ``encoder`` and :meth:`search` with it."""
-        _check_model(self, self._require_spec(), encoder)
-        return self.search(encoder.encode_queries([text])[0], k, filter)
-
-    async def asearch(self, token_vectors: TokenVectors, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
-        """Async :meth:`search`."""
-        return await asyncio.to_thread(self.search, token_vectors, k, filter)
 
     @abstractmethod
     def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]: ...
@@ -280,36 +277,6 @@ class HybridStore(Store):
         dense = check_query_vector(vector, spec.dense)
         tokens = check_query_tokens(token_vectors, spec.multivector)
         return self._search(dense, tokens, k, max(prefetch, k), parse_filter(filter))
-
-    def search_text(
-        self,
-        dense_encoder: DenseEncoder,
-        colbert_encoder: ColBERTEncoder,
-        text: str,
-        k: int = 10,
-        filter: FilterSpec = None,
-        *,
-        prefetch: int = 100,
-    ) -> list[Hit]:
-        """Encode ``text`` on the query side with both encoders and :meth:`search` with it."""
-        spec: HybridSpec = self._require_spec()
-        _check_model(self, spec.dense, dense_encoder)
-        _check_model(self, spec.multivector, colbert_encoder)
-        vector = dense_encoder.encode_queries([text])[0]
-        tokens = colbert_encoder.encode_queries([text])[0]
-        return self.search(vector, tokens, k, filter, prefetch=prefetch)
-
-    async def asearch(
-        self,
-        vector: Sequence[float] | np.ndarray,
-        token_vectors: TokenVectors,
-        k: int = 10,
-        filter: FilterSpec = None,
-        *,
-        prefetch: int = 100,
-    ) -> list[Hit]:
-        """Async :meth:`search`."""
-        return await asyncio.to_thread(self.search, vector, token_vectors, k, filter, prefetch=prefetch)
 
     @abstractmethod
     def _search(

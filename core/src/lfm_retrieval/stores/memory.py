@@ -17,6 +17,7 @@ from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import DenseStore, HybridStore, MultiVectorStore, Store
 from lfm_retrieval.stores.filters import Node, matches
 from lfm_retrieval.stores.records import AnySpec, Hit, Record
+from lfm_retrieval.stores.registry import serves
 
 _COLLECTIONS: dict[str, dict[str, Any]] = {}
 _LOCK = threading.Lock()
@@ -63,6 +64,22 @@ class _MemoryCollection(Store):
 
     def _scan_fingerprints(self) -> list[tuple[str, str]]:
         return [(key, fp) for key, _, _, fp in self._data["rows"].values()]
+
+    def _lookup_fingerprints(self, ids: list[str]) -> list[tuple[str, str]]:
+        rows = self._data["rows"]
+        return [(rows[rid][0], rows[rid][3]) for rid in ids if rid in rows]
+
+    def _scan_records(self, batch_size: int) -> list[Record]:
+        kind = self._data["spec"].get("kind", "dense")
+        records = []
+        for key, vectors, payload, fp in list(self._data["rows"].values()):
+            if kind == "hybrid":
+                records.append(Record(key, vectors[0].copy(), dict(payload), fp, token_vectors=vectors[1].copy()))
+            elif kind == "multivector":
+                records.append(Record(key, payload=dict(payload), fingerprint=fp, token_vectors=vectors.copy()))
+            else:
+                records.append(Record(key, vectors.copy(), dict(payload), fp))
+        return records
 
     def _count(self, filter: Node | None) -> int:
         return sum(matches(filter, row[2]) for row in self._data["rows"].values())
@@ -143,9 +160,8 @@ _KINDS: dict[str, type[_MemoryCollection]] = {
 }
 
 
+@serves(*_KINDS)
 def from_uri(uri: str, *, kind: str = "dense", **_: Any) -> Store:
     """``memory://name``; ``kind`` is "dense", "multivector" or "hybrid"."""
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {sorted(_KINDS)}, not {kind!r}")
     parts = urlsplit(uri)
     return _KINDS[kind](parts.netloc + parts.path or "default")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,7 +11,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lfm_retrieval.errors import InvalidRecordError
+from lfm_retrieval.encoders import ColBERTEncoder
+from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
+
+#: Largest finite float16 value: a float16 collection cannot hold more.
+FLOAT16_MAX = 65504.0
 
 # Fixed namespace: the same key gives the same id in every store, on every run.
 ID_NAMESPACE = uuid.UUID("6f1d5a4e-2b7c-5e0f-9a31-4c8e2d7b1f60")
@@ -57,8 +63,6 @@ class CollectionSpec:
     def for_encoder(cls, encoder: Any, *, vector_type: VectorType = "float32") -> CollectionSpec:
         """The spec of a collection holding ``encoder``'s document vectors: cosine for a dense
         encoder, a cosine-MaxSim multivector for a ColBERT encoder."""
-        from lfm_retrieval.encoders import ColBERTEncoder
-
         kind: Kind = "multivector" if isinstance(encoder, ColBERTEncoder) else "dense"
         return cls(encoder.dimension, "cosine", vector_type, encoder.model_id, kind)
 
@@ -73,8 +77,6 @@ class CollectionSpec:
 
     def check_matches(self, existing: Mapping[str, Any], where: str) -> None:
         """Raise CollectionMismatchError if ``existing`` (as stored) differs from this spec."""
-        from lfm_retrieval.errors import CollectionMismatchError
-
         existing = {"kind": "dense", **existing}
         wanted = self.as_metadata()
         diffs = [f"{k}: stored {existing.get(k)!r}, asked {v!r}" for k, v in wanted.items() if existing.get(k) != v]
@@ -109,8 +111,6 @@ class HybridSpec:
 
     def check_matches(self, existing: Mapping[str, Any], where: str) -> None:
         """Raise CollectionMismatchError if ``existing`` (as stored) differs from this spec."""
-        from lfm_retrieval.errors import CollectionMismatchError
-
         if existing.get("kind", "dense") != "hybrid":
             raise CollectionMismatchError(
                 f"{where} already exists as a {existing.get('kind', 'dense')!r} collection, not a hybrid one; "
@@ -168,15 +168,18 @@ def validate_records(records: Iterable[Record], spec: AnySpec) -> list[tuple[str
     ``vectors`` is a float32 vector (dense), a float32 ``(tokens, dim)`` matrix
     (multivector) or the pair of both (hybrid). Raises InvalidRecordError naming the
     record's key for a missing key, vectors of the wrong shape or kind for the collection,
-    NaN or infinite values, or a payload that is not a dict.
+    NaN or infinite values, values beyond float16's range in a float16 collection, or a
+    payload that is not strict JSON (see :func:`check_payload`). A key given twice keeps
+    its last record (as two upserts would), in the order of last occurrences.
     """
-    checked = []
+    checked: dict[str, tuple[str, Any, Record]] = {}
     for position, record in enumerate(records):
         if not isinstance(record, Record):
             raise InvalidRecordError(f"records[{position}] is {type(record).__name__}, expected Record")
         record_id = stable_id(record.key)
-        if not isinstance(record.payload, dict):
-            raise InvalidRecordError(f"record {record.key!r}: payload must be a dict; nothing written")
+        check_payload(record.key, record.payload)
+        if not isinstance(record.fingerprint, str):
+            raise InvalidRecordError(f"record {record.key!r}: fingerprint must be a string; nothing written")
         if isinstance(spec, HybridSpec):
             vectors: Any = (_dense_vector(record, spec.dense), _token_matrix(record, spec.multivector))
         elif spec.kind == "multivector":
@@ -193,33 +196,75 @@ def validate_records(records: Iterable[Record], spec: AnySpec) -> list[tuple[str
                     "nothing written"
                 )
             vectors = _dense_vector(record, spec)
-        checked.append((record_id, vectors, record))
-    return checked
+        checked.pop(record_id, None)  # the last occurrence wins, in its own place
+        checked[record_id] = (record_id, vectors, record)
+    return list(checked.values())
+
+
+def check_payload(key: str, payload: Any) -> dict[str, Any]:
+    """``payload`` if it is strict JSON, else InvalidRecordError naming the record.
+
+    Strict JSON: a dict whose keys (at every level) are strings and whose values are
+    None, bool, str, int, finite float, list, tuple or dict, so every store keeps it
+    unchanged (NaN, infinity, numpy scalars and objects are refused, not converted).
+    """
+    if not isinstance(payload, dict):
+        raise InvalidRecordError(f"record {key!r}: payload must be a dict; nothing written")
+    try:
+        _check_json(payload, "payload")
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidRecordError(f"record {key!r}: payload is not JSON ({error}); nothing written") from None
+    return payload
+
+
+def _check_json(value: Any, path: str) -> None:
+    """What ``json.dumps`` would let through but not keep: non-string keys, NaN and infinity."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                raise TypeError(f"{path} has a key {name!r} that is not a string")
+            _check_json(item, f"{path}[{name!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path} = {value} is not a finite number")
 
 
 def _dense_vector(record: Record, spec: CollectionSpec) -> np.ndarray:
-    if record.vector is None:
-        raise InvalidRecordError(f"record {record.key!r}: no vector given; nothing written")
-    vector = _float32(record.vector, record.key, "vector")
-    if vector.ndim != 1 or vector.shape[0] != spec.dimension:
-        raise InvalidRecordError(
-            f"record {record.key!r}: vector has shape {vector.shape}, expected ({spec.dimension},); nothing written"
-        )
-    return vector
+    return _checked(record, "vector", spec)
 
 
 def _token_matrix(record: Record, spec: CollectionSpec) -> np.ndarray:
-    if record.token_vectors is None:
-        raise InvalidRecordError(f"record {record.key!r}: no token_vectors given; nothing written")
-    matrix = _float32(record.token_vectors, record.key, "token_vectors")
-    if matrix.ndim != 2 or matrix.shape[1] != spec.dimension:
+    return _checked(record, "token_vectors", spec)
+
+
+def _checked(record: Record, what: str, spec: CollectionSpec) -> np.ndarray:
+    """``record.vector`` (one ``dimension``-wide row) or ``record.token_vectors`` (at least one such row), checked."""
+    values = getattr(record, what)
+    if values is None:
+        raise InvalidRecordError(f"record {record.key!r}: no {what} given; nothing written")
+    array = _float32(values, record.key, what)
+    one = what == "vector"
+    if array.ndim != (1 if one else 2) or array.shape[-1] != spec.dimension:
+        expected = f"({spec.dimension},)" if one else f"(tokens, {spec.dimension})"
         raise InvalidRecordError(
-            f"record {record.key!r}: token_vectors have shape {matrix.shape}, expected (tokens, {spec.dimension}); "
+            f"record {record.key!r}: {what} {'has' if one else 'have'} shape {array.shape}, expected {expected}; "
             "nothing written"
         )
-    if matrix.shape[0] == 0:
+    if array.shape[0] == 0:
         raise InvalidRecordError(f"record {record.key!r}: zero token vectors; nothing written")
-    return matrix
+    _check_range(array, record.key, what, spec)
+    return array
+
+
+def _check_range(values: np.ndarray, key: str, what: str, spec: CollectionSpec) -> None:
+    if spec.vector_type == "float16" and float(np.abs(values).max()) > FLOAT16_MAX:
+        raise InvalidRecordError(
+            f"record {key!r}: values in {what} are beyond float16's range (±{FLOAT16_MAX:g}) "
+            "for a float16 collection; nothing written"
+        )
 
 
 def _float32(values: Any, key: str, what: str) -> np.ndarray:

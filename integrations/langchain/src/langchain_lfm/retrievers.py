@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
-import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from langchain_lfm.embeddings import LFMEmbeddings
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.errors import CollectionMismatchError, check_query
+from lfm_retrieval.search import asearch_text, check_encoders, hit_text, search_text
 from lfm_retrieval.stores import DenseStore, Hit, HybridStore, MultiVectorStore, Store, open_store
 
 StoreKind = Literal["dense", "multivector", "hybrid"]
 # Keyword arguments ``invoke`` may pass through to a search ("verbose" is LangChain's own).
 _SEARCH_OPTIONS = ("k", "filter", "prefetch")
-# Which encoders each store kind needs to encode a query.
-_NEEDS = {
-    "dense": ("dense_encoder",),
-    "multivector": ("colbert_encoder",),
-    "hybrid": ("dense_encoder", "colbert_encoder"),
-}
 
 
 class LFMRetriever(BaseRetriever):
@@ -72,8 +64,6 @@ class LFMRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    _models_checked: bool = PrivateAttr(default=False)
-
     @model_validator(mode="before")
     @classmethod
     def _open_and_load(cls, data: Any) -> Any:
@@ -98,81 +88,34 @@ class LFMRetriever(BaseRetriever):
         if self.kind is not None and self.kind != self.store.kind:
             raise ValueError(f"kind={self.kind!r} but {self.store.uri!r} is opened as a {self.store.kind} store")
         self.kind = self.store.kind  # type: ignore[assignment]
-        missing = [name for name in _NEEDS[self.store.kind] if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"a {self.store.kind} store needs {' and '.join(missing)} to encode the query")
+        check_encoders(self.store, self.dense_encoder, self.colbert_encoder)
         return self
 
     # -- search ---------------------------------------------------------------------------------
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        k, filter, prefetch = self._options(kwargs)
-        self._check_models()
-        dense, tokens = self._encode(check_query(query))
-        store = self.store
-        if isinstance(store, HybridStore):
-            hits = store.search(dense, tokens, k, filter, prefetch=prefetch)
-        elif isinstance(store, MultiVectorStore):
-            hits = store.search(tokens, k, filter)
-        else:
-            hits = store.search(dense, k, filter)  # type: ignore[union-attr]
+        hits = search_text(self.store, query, **self._options(kwargs))
         return [self._document(hit) for hit in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        k, filter, prefetch = self._options(kwargs)
-        query = check_query(query)
-        if not self._models_checked:
-            await asyncio.to_thread(self._check_models)
-        dense, tokens = await asyncio.to_thread(self._encode, query)
-        store = self.store
-        if isinstance(store, HybridStore):
-            hits = await store.asearch(dense, tokens, k, filter, prefetch=prefetch)
-        elif isinstance(store, MultiVectorStore):
-            hits = await store.asearch(tokens, k, filter)
-        else:
-            hits = await store.asearch(dense, k, filter)  # type: ignore[union-attr]
+        hits = await asearch_text(self.store, query, **self._options(kwargs))
         return [self._document(hit) for hit in hits]
 
     # -- helpers --------------------------------------------------------------------------------
-    def _options(self, kwargs: dict[str, Any]) -> tuple[int, Any, int]:
+    def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``search_text``'s keyword arguments: the encoders, and k / filter / prefetch (per call or the defaults)."""
         kwargs = {name: value for name, value in kwargs.items() if name != "verbose"}
         unknown = sorted(set(kwargs) - set(_SEARCH_OPTIONS))
         if unknown:
             raise TypeError(f"LFMRetriever got unexpected search arguments {unknown}; it takes {list(_SEARCH_OPTIONS)}")
-        filter = kwargs.get("filter", self.filter)
-        return kwargs.get("k", self.k), filter, kwargs.get("prefetch", self.prefetch)
-
-    def _encode(self, query: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        dense = self.dense_encoder.encode_queries([query])[0] if self.dense_encoder is not None else None
-        tokens = self.colbert_encoder.encode_queries([query])[0] if self.colbert_encoder is not None else None
-        return dense, tokens
-
-    def _check_models(self) -> None:
-        """Refuse a collection written by other models than the query encoders (once)."""
-        if self._models_checked:
-            return
-        spec = self.store.collection_spec()
-        if self.store.kind == "hybrid":
-            pairs = [(spec.dense, self.dense_encoder), (spec.multivector, self.colbert_encoder)]
-        else:
-            pairs = [(spec, self.colbert_encoder if self.store.kind == "multivector" else self.dense_encoder)]
-        for part, encoder in pairs:
-            if part.model and encoder.model_id != part.model:
-                raise CollectionMismatchError(
-                    f"collection {self.store.uri!r} holds vectors of {part.model!r}, "
-                    f"but the query encoder is {encoder.model_id!r}"
-                )
-        self._models_checked = True
+        options = {name: kwargs.get(name, getattr(self, name)) for name in _SEARCH_OPTIONS}
+        return {"dense": self.dense_encoder, "colbert": self.colbert_encoder, **options}
 
     def _document(self, hit: Hit) -> Document:
-        if self.text_field not in hit.payload:
-            raise KeyError(
-                f"record {hit.key!r} in {self.store.uri!r} has no {self.text_field!r} field in its payload "
-                f"(it has {sorted(hit.payload)}); set text_field= to the field that holds the text"
-            )
+        text = hit_text(hit, self.text_field, self.store.uri)
         metadata = {name: value for name, value in hit.payload.items() if name != self.text_field}
         metadata.update(id=hit.key, score=hit.score, store_id=hit.id)
-        return Document(id=hit.key, page_content=str(hit.payload[self.text_field]), metadata=metadata)
+        return Document(id=hit.key, page_content=text, metadata=metadata)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lfm_retrieval_milvus.errors import MilvusStoreError, UnsupportedSpecError
-from lfm_retrieval_milvus.expressions import NEVER, ExpressionBuilder, build_expression
+from lfm_retrieval.stores import serves
+from lfm_retrieval_milvus.connection import MilvusStoreError, UnsupportedSpecError
+from lfm_retrieval_milvus.filters import NEVER, ExpressionBuilder, build_expression
 from lfm_retrieval_milvus.store import MilvusDenseStore
 from lfm_retrieval_milvus.uri import MilvusTarget, parse_uri
 
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 
+@serves("dense")
 def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> MilvusDenseStore:
     """Open the store a URI names (entry point of the ``lfm_retrieval.stores`` group).
 
@@ -35,9 +37,4 @@ def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> MilvusDenseSto
     ``consistency`` (of searches: "Session" by default, or "Strong"), ``hnsw_m`` (16),
     ``ef_construction`` (200), ``ef_search`` (128).
     """
-    if kind != "dense":
-        raise ValueError(
-            f"the Milvus adapter stores dense collections only, not {kind!r} ones ({uri!r}); "
-            "use a qdrant or plaid URI for ColBERT multivectors"
-        )
     return MilvusDenseStore(parse_uri(uri), **options)

@@ -14,10 +14,9 @@ from pymilvus import MilvusClient
 from lfm_retrieval.stores.base import DenseStore
 from lfm_retrieval.stores.filters import Node, matches
 from lfm_retrieval.stores.records import CollectionSpec, Hit, Record
-from lfm_retrieval_milvus.errors import UnsupportedSpecError, translate_errors
-from lfm_retrieval_milvus.expressions import ExpressionBuilder, Never
-from lfm_retrieval_milvus.rows import encode_metadata, to_rows
-from lfm_retrieval_milvus.schema import (
+from lfm_retrieval_milvus.connection import UnsupportedSpecError, translate_errors
+from lfm_retrieval_milvus.filters import ExpressionBuilder, Never
+from lfm_retrieval_milvus.layout import (
     FINGERPRINT,
     ID,
     KEY,
@@ -32,6 +31,7 @@ from lfm_retrieval_milvus.schema import (
     read_spec,
     spec_properties,
 )
+from lfm_retrieval_milvus.rows import encode_metadata, to_rows
 from lfm_retrieval_milvus.uri import MilvusTarget
 
 T = TypeVar("T")
@@ -231,6 +231,23 @@ class MilvusDenseStore(DenseStore):
     def _scan_fingerprints(self) -> Iterator[tuple[str, str]]:
         for row in self._iterate("", [KEY, FINGERPRINT]):
             yield row[KEY], row[FINGERPRINT]
+
+    def _lookup_fingerprints(self, ids: list[str]) -> Iterator[tuple[str, str]]:
+        for start in range(0, len(ids), IDS_PER_REQUEST):
+            found = self._call(
+                "read fingerprints",
+                self.client.get,
+                self.collection,
+                ids=ids[start : start + IDS_PER_REQUEST],
+                output_fields=[KEY, FINGERPRINT],
+                consistency_level=STRONG,
+            )
+            yield from ((row[KEY], row[FINGERPRINT]) for row in found)
+
+    def _scan_records(self, batch_size: int) -> Iterator[Record]:
+        vector_type = self._require_spec().vector_type
+        for row in self._iterate("", [KEY, VECTOR, METADATA, FINGERPRINT]):
+            yield Record(row[KEY], _vector(row[VECTOR], vector_type), row[METADATA] or {}, row[FINGERPRINT])
 
     def _iterate(self, expression: str, fields: list[str]) -> Iterator[dict[str, Any]]:
         """Every row matching ``expression`` (a query iterator: no 16,384-row window)."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from lfm_retrieval.stores import serves
 from lfm_retrieval_pgvector.store import PgVectorStore
 
 __all__ = ["PgVectorStore", "from_uri"]
 
 
+@serves("dense")
 def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> PgVectorStore:
     """Open the store a URI names (entry point of the ``lfm_retrieval.stores`` group).
 
@@ -23,9 +25,4 @@ def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> PgVectorStore:
     ``search_settings`` (more settings SET LOCAL for each search), ``build_indexes`` (default
     True; False leaves index builds to :meth:`PgVectorStore.create_indexes`).
     """
-    if kind != "dense":
-        raise ValueError(
-            f"the pgvector adapter stores dense collections only, not {kind!r} ones ({uri!r}); "
-            "use a qdrant or plaid URI for ColBERT multivectors"
-        )
     return PgVectorStore(uri, **options)

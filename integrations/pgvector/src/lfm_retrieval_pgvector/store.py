@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -20,11 +19,11 @@ from psycopg_pool import ConnectionPool
 from lfm_retrieval.errors import CollectionMismatchError
 from lfm_retrieval.stores.base import DenseStore, FilterSpec
 from lfm_retrieval.stores.filters import Node, parse_filter
-from lfm_retrieval.stores.records import CollectionSpec, Hit, Record
-from lfm_retrieval_pgvector.bulk import COLUMNS, copy_rows, payload_json, prepare_rows, verbatim
+from lfm_retrieval.stores.records import CollectionSpec, Hit, Record, check_query_vector
 from lfm_retrieval_pgvector.connection import connection, open_pool
-from lfm_retrieval_pgvector.schema import OPERATORS, REGISTRY_TABLE, Layout
-from lfm_retrieval_pgvector.sql_filter import filter_sql
+from lfm_retrieval_pgvector.filters import filter_sql
+from lfm_retrieval_pgvector.layout import OPERATORS, REGISTRY_TABLE, Layout
+from lfm_retrieval_pgvector.rows import COLUMNS, HalfVector, copy_rows, payload_json, prepare_rows, verbatim
 from lfm_retrieval_pgvector.uri import PgTarget, parse_uri
 
 logger = logging.getLogger(__name__)
@@ -333,6 +332,20 @@ class PgVectorStore(DenseStore):
             cursor.execute(sql.SQL("SELECT key, fingerprint FROM {}").format(self.layout.qualified))
             yield from cursor
 
+    def _lookup_fingerprints(self, ids: list[str]) -> list[tuple[str, str]]:
+        with self._transaction() as conn:
+            query = sql.SQL("SELECT key, fingerprint FROM {} WHERE id = ANY(%s)").format(self.layout.qualified)
+            return conn.execute(query, ([uuid.UUID(i) for i in ids],)).fetchall()
+
+    def _scan_records(self, batch_size: int) -> Iterator[Record]:
+        query = sql.SQL("SELECT key, embedding, metadata, fingerprint FROM {}").format(self.layout.qualified)
+        with self._transaction() as conn, conn.cursor(name="lfm_records") as cursor:
+            cursor.itersize = batch_size
+            cursor.execute(query)
+            for key, embedding, metadata, fingerprint in cursor:
+                values = embedding.to_numpy() if isinstance(embedding, HalfVector) else embedding
+                yield Record(key, np.asarray(values, dtype=np.float32), metadata, fingerprint)
+
     def _count(self, filter: Node | None) -> int:
         condition, params = filter_sql(filter)
         with self._transaction() as conn:
@@ -384,8 +397,6 @@ class PgVectorStore(DenseStore):
 
     def explain(self, vector: np.ndarray | list[float], k: int = 10, filter: FilterSpec = None, **settings: str) -> str:
         """EXPLAIN of the search this store would run (with its SET LOCAL settings, plus ``settings``)."""
-        from lfm_retrieval.stores.records import check_query_vector
-
         spec = self._require_spec()
         query, params = self._search_query(check_query_vector(vector, spec), k, parse_filter(filter))
         with self._transaction() as conn:

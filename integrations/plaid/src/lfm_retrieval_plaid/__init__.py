@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from lfm_retrieval.stores import serves
 from lfm_retrieval_plaid.store import DB_NAME, INDEX_DIR, PlaidStore
 
 __all__ = ["DB_NAME", "INDEX_DIR", "PlaidStore", "folder_of", "from_uri"]
@@ -58,17 +59,13 @@ def _option(name: str, value: str, uri: str) -> Any:
     raise ValueError(f"{uri!r}: unknown option {name!r} (known: {known})")
 
 
+@serves("multivector")
 def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> PlaidStore:
     """``plaid://./relative/folder`` or ``plaid:///absolute/folder``; PLAID serves ``kind="multivector"`` only.
 
     Settings come from the query string (``?plaid_min_documents=500&n_ivf_probe=16``) or
     ``options`` (which win); see :class:`PlaidStore`.
     """
-    if kind != "multivector":
-        raise ValueError(
-            f"a PLAID index stores ColBERT token vectors only: open {uri!r} with kind='multivector', "
-            f"not kind={kind!r} (use qdrant, pgvector or milvus for dense collections)"
-        )
     settings = {name: _option(name, value, uri) for name, value in parse_qsl(urlsplit(uri).query)}
     settings.update(options)
     return PlaidStore(folder_of(uri), uri=uri, **settings)

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from lfm_retrieval.errors import InvalidRecordError
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import MultiVectorStore
 from lfm_retrieval.stores.filters import Node, matches
@@ -319,16 +318,13 @@ class PlaidStore(MultiVectorStore):
 
     # -- writes -------------------------------------------------------------------------
     def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
-        latest: dict[str, tuple[np.ndarray, Record]] = {}
-        for record_id, matrix, record in rows:  # the same id twice in a batch: the last one wins
-            latest.pop(record_id, None)
-            latest[record_id] = (matrix, record)
-        dtype = np.float16 if self._require_spec().vector_type == "float16" else np.float32
+        spec = self._require_spec()
+        dtype = np.float16 if spec.vector_type == "float16" else np.float32
         prepared = [
-            (rid, record.key, _payload_json(record), record.fingerprint, matrix.astype(dtype))
-            for rid, (matrix, record) in latest.items()
+            (rid, record.key, json.dumps(record.payload, ensure_ascii=False), record.fingerprint, matrix.astype(dtype))
+            for rid, matrix, record in ((rid, _as_scored(m, spec.distance), r) for rid, m, r in rows)
         ]
-        self._write(list(latest), prepared)
+        self._write([rid for rid, _, _ in rows], prepared)
         return len(rows)
 
     def _delete(self, ids: list[str]) -> None:
@@ -398,7 +394,7 @@ class PlaidStore(MultiVectorStore):
         return "update"
 
     def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
-        encoded = [(_payload_json(Record(key, payload=payload)), fp, rid) for rid, key, payload, fp in rows]
+        encoded = [(json.dumps(payload, ensure_ascii=False), fp, rid) for rid, _, payload, fp in rows]
         with self._write_lock(), self._transaction() as con:
             updated = 0
             for payload, fp, rid in encoded:
@@ -426,12 +422,21 @@ class PlaidStore(MultiVectorStore):
     def _scan_fingerprints(self) -> Iterable[tuple[str, str]]:
         return self._db().execute("SELECT key, fingerprint FROM records").fetchall()
 
+    def _lookup_fingerprints(self, ids: list[str]) -> list[tuple[str, str]]:
+        con, found = self._db(), []
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found += con.execute(f"SELECT key, fingerprint FROM records WHERE id IN ({marks})", chunk).fetchall()
+        return found
+
     def _count(self, filter: Node | None) -> int:
         with self._lock:
             self._refresh()
             return sum(matches(filter, payload) for _, _, payload in self._rows) if filter else len(self._rows)
 
     def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
+        token_vectors = _as_scored(token_vectors, self._require_spec().distance)
         with self._lock:
             usable = self._refresh()
             rows = self._rows
@@ -493,13 +498,11 @@ class PlaidStore(MultiVectorStore):
             self._generation = None
 
 
-def _payload_json(record: Record) -> str:
-    try:
-        return json.dumps(record.payload, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRecordError(
-            f"record {record.key!r}: payload is not JSON-serialisable ({exc}); nothing written"
-        ) from exc
+def _as_scored(matrix: np.ndarray, distance: str) -> np.ndarray:
+    """Token vectors as MaxSim scores them: unit rows for cosine (stored so, as Qdrant does), as given for dot."""
+    if distance != "cosine":
+        return matrix
+    return (matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _require_fast_plaid() -> None:

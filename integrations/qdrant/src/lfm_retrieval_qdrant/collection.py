@@ -8,7 +8,6 @@ kinds differ only in how a record's vectors are sent and how a query is asked.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -16,10 +15,10 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
+from lfm_retrieval.errors import CollectionMismatchError
 from lfm_retrieval.stores import AnySpec, Hit, Record, Store
 from lfm_retrieval.stores.filters import Node
-from lfm_retrieval_qdrant import clients
+from lfm_retrieval_qdrant import connection
 from lfm_retrieval_qdrant.filters import to_qdrant
 from lfm_retrieval_qdrant.layout import (
     FINGERPRINT_FIELD,
@@ -27,7 +26,9 @@ from lfm_retrieval_qdrant.layout import (
     METADATA_KEY,
     collection_metadata,
     field_path,
+    point_fingerprint,
     point_payload,
+    point_record,
     spec_of,
     to_hit,
     vectors_config,
@@ -76,9 +77,9 @@ class QdrantCollection(Store):
         tuned = exact or hnsw_ef is not None
         self._search_params = models.SearchParams(hnsw_ef=hnsw_ef, exact=exact) if tuned else None
         if self.target.is_local:
-            self._handle: clients.ClientHandle | None = clients.open_local(self.target.folder or "", self.uri)
+            self._handle: connection.ClientHandle | None = connection.open_local(self.target.folder or "", self.uri)
         else:
-            self._handle = clients.open_server(
+            self._handle = connection.open_server(
                 self.target, api_key=api_key, timeout=timeout, https=https, prefer_grpc=prefer_grpc, grpc_port=grpc_port
             )
 
@@ -99,7 +100,7 @@ class QdrantCollection(Store):
         """The client, under its lock (local mode), with transport failures named."""
         client = self.client
         assert self._handle is not None
-        with self._handle.lock, clients.reachable(self.target, self._handle.where):
+        with self._handle.lock, connection.reachable(self.target, self._handle.where):
             yield client
 
     def close(self) -> None:
@@ -108,7 +109,7 @@ class QdrantCollection(Store):
         if handle is None:
             return
         if handle.folder is not None:
-            clients.release_local(handle.folder)
+            connection.release_local(handle.folder)
         else:
             handle.client.close()
 
@@ -166,8 +167,7 @@ class QdrantCollection(Store):
     def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
         """Write validated rows, in as few requests as :data:`MAX_REQUEST_VALUES` allows."""
         payloads = [
-            point_payload(record.key, _json_payload(record.key, record.payload), record.fingerprint)
-            for _, _, record in rows
+            point_payload(record.key, record.payload, record.fingerprint) for _, _, record in rows
         ]  # every payload is checked before the first request
         for start, stop in _request_slices([_value_count(vectors) for _, vectors, _ in rows]):
             chunk = rows[start:stop]
@@ -186,9 +186,7 @@ class QdrantCollection(Store):
 
     def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
         """Overwrite the payload (and fingerprint) of the stored ones among ``rows``, in one request."""
-        payloads = {
-            record_id: point_payload(key, _json_payload(key, payload), fp) for record_id, key, payload, fp in rows
-        }
+        payloads = {record_id: point_payload(key, payload, fp) for record_id, key, payload, fp in rows}
         with self._call() as client:
             stored = client.retrieve(self.collection_name, list(payloads), with_payload=False, with_vectors=False)
             operations = [
@@ -202,19 +200,37 @@ class QdrantCollection(Store):
         return len(operations)
 
     # -- reads ------------------------------------------------------------------------------
-    def _scan_fingerprints(self) -> Iterator[tuple[str, str]]:
-        selector = [KEY_FIELD, FINGERPRINT_FIELD]
+    def _scroll(self, limit: int, *, with_payload: Any, with_vectors: bool) -> Iterator[list[Any]]:
+        """Every stored point, a page of ``limit`` at a time."""
         offset: Any = None
         while True:
             with self._call() as client:
                 points, offset = client.scroll(
-                    self.collection_name, limit=SCROLL_PAGE, offset=offset, with_payload=selector, with_vectors=False
+                    self.collection_name,
+                    limit=limit,
+                    offset=offset,
+                    with_payload=with_payload,
+                    with_vectors=with_vectors,
                 )
-            for point in points:
-                payload = point.payload or {}
-                yield str(payload.get(KEY_FIELD, point.id)), str(payload.get(FINGERPRINT_FIELD, ""))
+            yield points
             if offset is None:
                 return
+
+    def _scan_fingerprints(self) -> Iterator[tuple[str, str]]:
+        for points in self._scroll(SCROLL_PAGE, with_payload=[KEY_FIELD, FINGERPRINT_FIELD], with_vectors=False):
+            yield from map(point_fingerprint, points)
+
+    def _lookup_fingerprints(self, ids: list[str]) -> list[tuple[str, str]]:
+        with self._call() as client:
+            points = client.retrieve(
+                self.collection_name, ids, with_payload=[KEY_FIELD, FINGERPRINT_FIELD], with_vectors=False
+            )
+        return [point_fingerprint(point) for point in points]
+
+    def _scan_records(self, batch_size: int) -> Iterator[Record]:
+        spec = self._require_spec()
+        for points in self._scroll(batch_size, with_payload=True, with_vectors=True):
+            yield from (point_record(spec, point) for point in points)
 
     def _count(self, filter: Node | None) -> int:
         with self._call() as client:
@@ -253,12 +269,3 @@ def _check_indexes(indexes: Mapping[str, str]) -> dict[str, models.PayloadSchema
         field_path(field)  # a name Qdrant can address
         checked[field] = PAYLOAD_SCHEMAS[schema]
     return checked
-
-
-def _json_payload(key: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """A record's payload, refused with its key unless it is plain JSON (as a server requires)."""
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise InvalidRecordError(f"record {key!r}: payload is not JSON ({error}); nothing written") from None
-    return payload

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 from qdrant_client import models
 
-from lfm_retrieval.stores import AnySpec, CollectionSpec, Hit, HybridSpec
+from lfm_retrieval.errors import InvalidFilterError
+from lfm_retrieval.stores import AnySpec, CollectionSpec, Hit, HybridSpec, Record
 
 KEY_FIELD = "_lfm_key"
 FINGERPRINT_FIELD = "_lfm_fingerprint"
@@ -48,8 +49,6 @@ _DISTANCE_NAMES = {value: name for name, value in DISTANCES.items()}
 def field_path(field: str) -> str:
     """The Qdrant JSON path of a user payload field (quoted, so any name but one with ``"`` works)."""
     if '"' in field:
-        from lfm_retrieval.errors import InvalidFilterError
-
         raise InvalidFilterError(f"field {field!r}: Qdrant cannot address a payload field whose name contains '\"'")
     return f'{PAYLOAD_FIELD}."{field}"'
 
@@ -102,6 +101,28 @@ def to_hit(point: models.ScoredPoint, spec: CollectionSpec) -> Hit:
         key, payload = point_id, dict(stored)
     score = -point.score if spec.distance == "euclid" else point.score  # Qdrant returns the distance
     return Hit(point_id, key, float(score), payload)
+
+
+def point_fingerprint(point: Any) -> tuple[str, str]:
+    """(key, fingerprint) of a point read back (qdrant-client's or qdrant-edge's: both have ``id`` and ``payload``)."""
+    stored = point.payload or {}
+    return str(stored.get(KEY_FIELD, point.id)), str(stored.get(FINGERPRINT_FIELD, ""))
+
+
+def point_record(spec: AnySpec, point: Any) -> Record:
+    """A point read back with its vectors as the Record that wrote it: one vector, a token matrix, or both (hybrid)."""
+    key, fingerprint = point_fingerprint(point)
+    payload, vectors = dict((point.payload or {}).get(PAYLOAD_FIELD) or {}), point.vector
+    if isinstance(spec, HybridSpec):
+        dense, tokens = vectors[DENSE_VECTOR], vectors[COLBERT_VECTOR]
+        return Record(key, _float32(dense), payload, fingerprint, token_vectors=_float32(tokens))
+    if spec.kind == "multivector":
+        return Record(key, payload=payload, fingerprint=fingerprint, token_vectors=_float32(vectors))
+    return Record(key, _float32(vectors), payload, fingerprint)
+
+
+def _float32(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
 
 
 # -- collections --------------------------------------------------------------------------

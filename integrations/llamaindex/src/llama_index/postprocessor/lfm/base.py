@@ -11,7 +11,6 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from lfm_retrieval import LFM25_COLBERT, ColBERTEncoder, InvalidTextError, rerank
 from lfm_retrieval.errors import check_query
-from llama_index.embeddings.lfm.base import ENCODE_LOCK
 
 
 class LFMColBERTRerank(BaseNodePostprocessor):
@@ -106,8 +105,7 @@ class LFMColBERTRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            with ENCODE_LOCK:
-                ranked = rerank(query, texts, self._encoder, top_k=self.top_n)
+            ranked = rerank(query, texts, self._encoder, top_k=self.top_n)
             reranked = [self._scored(nodes[index], score) for index, score in ranked]
             event.on_end(payload={EventPayload.NODES: reranked})
         return reranked

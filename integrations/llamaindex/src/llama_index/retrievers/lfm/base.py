@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilters
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.errors import CollectionMismatchError, InvalidFilterError, check_query
+from lfm_retrieval.errors import InvalidFilterError
+from lfm_retrieval.search import asearch_text, hit_text, search_text
 from lfm_retrieval.stores import FilterSpec, Hit, Store, open_store, parse_filter
 from llama_index.embeddings.lfm import LFMEmbedding
-from llama_index.embeddings.lfm.base import ENCODE_LOCK
 
 _RANGE_OPS = {FilterOperator.GT: "gt", FilterOperator.GTE: "gte", FilterOperator.LT: "lt", FilterOperator.LTE: "lte"}
 
@@ -79,14 +77,14 @@ class LFMRetriever(BaseRetriever):
     ``kind``. The query is encoded on the query side with ``embed_model`` (dense, hybrid)
     and ``colbert`` (multivector, hybrid); each may be an ``LFMEmbedding`` /
     encoder, a model path or id, or None for the LFM2.5 default. The store's recorded model
-    must match (CollectionMismatchError otherwise).
+    must match (CollectionMismatchError before anything is searched).
 
     Each hit becomes ``TextNode(id_=hit.key, text=payload[text_field], metadata=payload)``
     with the store's score (cosine, or MaxSim for multivector and hybrid). The stores keep
     no text of their own, so the node text is the payload field ``text_field`` ("text" by
-    default; "" when a record has none). That field is excluded from the metadata LLMs see
-    (it is already the text), and all payload fields are excluded from the embed-mode
-    content, so a reranker scores exactly the text.
+    default; a hit without it raises KeyError naming the fields it has). That field is
+    excluded from the metadata LLMs see (it is already the text), and all payload fields
+    are excluded from the embed-mode content, so a reranker scores exactly the text.
 
     ``filters`` is a portable filter (``{"locale": "en", "price": {"lte": 50}}``) or a
     LlamaIndex ``MetadataFilters``. The query string is used as is; a precomputed
@@ -127,71 +125,36 @@ class LFMRetriever(BaseRetriever):
         parse_filter(self.filters)  # a malformed filter fails here, not at the first query
         self.prefetch = prefetch
         self.text_field = text_field
-        self._models_checked = False
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
-    # -- encoding and searching ------------------------------------------------------------------
-    def _encode(self, query: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        check_query(query)
-        with ENCODE_LOCK:
-            vector = self.dense.encode_queries([query])[0] if self.dense is not None else None
-            tokens = self.colbert.encode_queries([query])[0] if self.colbert is not None else None
-        return vector, tokens
+    # -- searching ------------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        return {
+            "dense": self.dense,
+            "colbert": self.colbert,
+            "k": self.similarity_top_k,
+            "filter": self.filters,
+            "prefetch": self.prefetch,
+        }
 
     def search(self, query: str) -> list[Hit]:
         """The store's hits for ``query`` (what :meth:`retrieve` turns into nodes)."""
-        vector, tokens = self._encode(query)
-        k, filters = self.similarity_top_k, self.filters
-        if self.kind == "dense":
-            hits = self.store.search(vector, k, filters)  # type: ignore[call-arg]
-        elif self.kind == "multivector":
-            hits = self.store.search(tokens, k, filters)  # type: ignore[call-arg]
-        else:
-            hits = self.store.search(vector, tokens, k, filters, prefetch=self.prefetch)  # type: ignore[call-arg]
-        self._check_models()
-        return hits
+        return search_text(self.store, query, **self._options())
 
     async def asearch(self, query: str) -> list[Hit]:
-        """Async :meth:`search`: encoding in a worker thread, the store's own ``asearch``."""
-        vector, tokens = await asyncio.to_thread(self._encode, query)
-        k, filters = self.similarity_top_k, self.filters
-        if self.kind == "dense":
-            hits = await self.store.asearch(vector, k, filters)  # type: ignore[call-arg]
-        elif self.kind == "multivector":
-            hits = await self.store.asearch(tokens, k, filters)  # type: ignore[call-arg]
-        else:
-            hits = await self.store.asearch(vector, tokens, k, filters, prefetch=self.prefetch)  # type: ignore[call-arg]
-        self._check_models()
-        return hits
-
-    def _check_models(self) -> None:
-        """Refuse a collection written by another model (its spec is known after a search)."""
-        if self._models_checked:
-            return
-        spec = self.store.spec
-        if self.kind == "hybrid":
-            pairs = [(spec.dense, self.dense), (spec.multivector, self.colbert)]  # type: ignore[union-attr]
-        else:
-            pairs = [(spec, self.dense if self.kind == "dense" else self.colbert)]
-        for part, encoder in pairs:
-            model = getattr(part, "model", "")
-            if model and encoder is not None and encoder.model_id != model:
-                raise CollectionMismatchError(
-                    f"collection {self.store.uri!r} holds vectors of {model!r}, not of {encoder.model_id!r}"
-                )
-        self._models_checked = True
+        """Async :meth:`search`."""
+        return await asearch_text(self.store, query, **self._options())
 
     # -- LlamaIndex hooks -----------------------------------------------------------------------
     def to_node(self, hit: Hit) -> NodeWithScore:
         """One hit as a ``NodeWithScore`` (see the class docstring for the text field)."""
         payload = dict(hit.payload)
-        text = payload.get(self.text_field)
         node = TextNode(
             id_=hit.key,
-            text=text if isinstance(text, str) else "",
+            text=hit_text(hit, self.text_field, self.store.uri),
             metadata=payload,
             excluded_embed_metadata_keys=list(payload),
-            excluded_llm_metadata_keys=[self.text_field] if self.text_field in payload else [],
+            excluded_llm_metadata_keys=[self.text_field],
         )
         return NodeWithScore(node=node, score=hit.score)
 

@@ -1,4 +1,7 @@
-"""Rows for COPY ... FORMAT BINARY: checked, deduplicated and typed before a batch is sent."""
+"""Rows for COPY ... FORMAT BINARY: typed, and checked for what PostgreSQL alone refuses, before a batch is sent.
+
+The core's ``validate_records`` has already checked shapes, strict JSON, the float16 range
+and kept the last record of a repeated key."""
 
 from __future__ import annotations
 
@@ -12,15 +15,17 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+try:  # pgvector-python >= 0.4 exports it at the top; 0.5 dropped the 0.3.x home in pgvector.psycopg
+    from pgvector import HalfVector
+except ImportError:  # pgvector-python 0.3.x
+    from pgvector.psycopg import HalfVector
+
 from lfm_retrieval.errors import InvalidRecordError
 from lfm_retrieval.stores.records import Record
 
 #: Column order of every COPY and of the table.
 COLUMNS = ("id", "key", "embedding", "metadata", "fingerprint")
-#: Largest finite float16 value: a halfvec cannot hold more.
-HALF_MAX = 65504.0
-
-Row = tuple[uuid.UUID, str, np.ndarray, Jsonb, str]
+Row = tuple[uuid.UUID, str, np.ndarray | HalfVector, Jsonb, str]
 
 
 def verbatim(data: bytes) -> bytes:
@@ -29,52 +34,38 @@ def verbatim(data: bytes) -> bytes:
 
 
 def payload_json(key: str, payload: dict[str, Any]) -> bytes:
-    """A payload as strict JSON (no NaN/Infinity, no NUL), or InvalidRecordError naming the record."""
-    try:
-        text = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidRecordError(f"record {key!r}: payload is not JSON ({exc}); nothing written") from exc
+    """A checked payload as compact JSON text; InvalidRecordError for a NUL, which JSONB cannot hold."""
+    text = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     if "\\u0000" in text:
         raise InvalidRecordError(f"record {key!r}: payload contains a NUL character; nothing written")
     return text.encode()
 
 
-def _text(key: str, value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        kind = type(value).__name__
-        raise InvalidRecordError(f"record {key!r}: {what} must be a string, not {kind}; nothing written")
+def _text(key: str, value: str, what: str) -> str:
     if "\x00" in value:
         raise InvalidRecordError(f"record {key!r}: {what} contains a NUL character; nothing written")
     return value
 
 
 def prepare_rows(rows: Sequence[tuple[str, np.ndarray, Record]], vector_type: str) -> list[Row]:
-    """COPY rows for a validated batch; a key given twice keeps its last record (as repeated upserts would).
+    """COPY rows for a batch from ``validate_records``.
 
     Raises InvalidRecordError, naming the record, for what PostgreSQL would refuse mid-batch:
-    a payload that is not strict JSON, a NUL in a key or fingerprint, a value too large for halfvec.
+    a NUL in a key, fingerprint or payload.
     """
-    last: dict[str, int] = {record_id: position for position, (record_id, _, _) in enumerate(rows)}
-    kept = [rows[position] for position in sorted(last.values())]
-    if not kept:
+    if not rows:
         return []
-    matrix = np.stack([vector for _, vector, _ in kept])
-    if vector_type == "float16":
-        too_big = np.abs(matrix).max(axis=1) > HALF_MAX
-        if too_big.any():
-            key = kept[int(np.argmax(too_big))][2].key
-            raise InvalidRecordError(
-                f"record {key!r}: vector has values beyond float16's range (±{HALF_MAX:g}) for halfvec; nothing written"
-            )
-        matrix = matrix.astype(">f2")  # HalfVector's wire form: no copy per row later
-    else:
-        matrix = matrix.astype(">f4")  # Vector's wire form
+    matrix = np.stack([vector for _, vector, _ in rows])
+    # halfvec's / vector's wire form: no copy per row later
+    matrix = matrix.astype(">f2" if vector_type == "float16" else ">f4")
     prepared: list[Row] = []
-    for (record_id, _, record), vector in zip(kept, matrix, strict=True):
+    for (record_id, _, record), vector in zip(rows, matrix, strict=True):
         key = _text(record.key, record.key, "key")
         fingerprint = _text(key, record.fingerprint, "fingerprint")
         metadata = Jsonb(payload_json(key, record.payload), verbatim)
-        prepared.append((uuid.UUID(record_id), key, vector, metadata, fingerprint))
+        # pgvector-python >= 0.5 dumps only HalfVector objects as halfvec (no bare arrays)
+        embedding = HalfVector(vector) if vector_type == "float16" else vector
+        prepared.append((uuid.UUID(record_id), key, embedding, metadata, fingerprint))
     return prepared
 
 
