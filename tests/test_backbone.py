@@ -73,7 +73,8 @@ def test_an_lfm25_checkpoint_built_as_the_causal_model_is_refused(dense_path, mo
 
 
 def test_padding_leaks_into_real_tokens(dense_path):
-    """Why the encoders never pad: a padded text's vector differs from the text alone.
+    """Why the backbone zeroes pads when the encoders pad: without it (the default, as
+    trained) a padded text's vector differs from the text alone.
 
     The centred convolution reads one position to the right, so the last real token sees
     the pad token (the conv stream is not zeroed at pads, as in training), and attention

@@ -1,4 +1,4 @@
-"""DenseEncoder: the reference library's vectors, the right side, padding-free batches, bad input."""
+"""DenseEncoder: the reference library's vectors, the right side, exact batches, bad input."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_a_text_gets_the_same_vector_alone_and_in_a_mixed_batch(dense):
 
 
 def test_plain_batched_sentence_transformers_is_batch_dependent(dense, reference):
-    """The failure the equal-length batches avoid (see test_backbone.test_padding_leaks_into_real_tokens)."""
+    """The failure the encoder's inert padding avoids (see test_backbone.test_padding_leaks_into_real_tokens)."""
     batched = reference.encode_document(TEXTS, batch_size=len(TEXTS), normalize_embeddings=True)
     assert np.abs(batched - dense.encode_documents(TEXTS)).max() > 1e-4
 

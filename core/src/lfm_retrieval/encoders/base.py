@@ -10,17 +10,20 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from lfm_retrieval.encoders.batching import EncodeStats, Side, equal_length_batches, validated_chunks
+from lfm_retrieval.encoders.batching import EncodeStats, Side, length_sorted_batches, validated_chunks
+from lfm_retrieval.encoders.microbatch import MicroBatcher
 
 logger = logging.getLogger("lfm_retrieval")
 Vector = TypeVar("Vector")
 
 
 class Encoder(ABC, Generic[Vector]):
-    """Encodes texts on an explicit side, in bounded memory, in padding-free batches.
+    """Encodes texts on an explicit side, in bounded memory, in length-sorted batches.
 
     Subclasses say how long each text is in tokens (after prompt/prefix and truncation)
-    and how to encode one batch of texts that all have that length.
+    and how to encode one batch of texts; ``max_padding`` (the fraction of a batch's
+    tokens that may be padding, 0 = equal-length batches) is set by the subclass once it
+    knows whether its model's pads are inert and which device it runs on.
     """
 
     def __init__(self, batch_size: int, max_batch_tokens: int, chunk_size: int) -> None:
@@ -30,9 +33,12 @@ class Encoder(ABC, Generic[Vector]):
         self.max_batch_tokens = max_batch_tokens
         self.chunk_size = chunk_size
         self.stats = EncodeStats()
+        self.max_padding = 0.0
         # Fast tokenizers fail ("Already borrowed") when two threads use one at once, as
         # async framework calls do: one model call at a time per encoder.
         self._model_lock = threading.Lock()
+        self._query_batcher: MicroBatcher[Vector] | None = None
+        self._batcher_lock = threading.Lock()
 
     model_name: str
 
@@ -47,7 +53,7 @@ class Encoder(ABC, Generic[Vector]):
 
     @abstractmethod
     def _encode_batch(self, texts: list[str], side: Side) -> list[Vector]:
-        """Encode texts that all have the same token length."""
+        """Encode one batch (texts of different lengths are right-padded by the library)."""
 
     def stream(self, texts: Iterable[str], side: Side) -> Iterator[Vector]:
         """Yield one vector per text, in input order, reading ``chunk_size`` texts at a time."""
@@ -56,8 +62,9 @@ class Encoder(ABC, Generic[Vector]):
             with self._model_lock:
                 lengths, truncated = self._token_lengths(chunk, side)
                 out: list[Vector | None] = [None] * len(chunk)
-                for batch in equal_length_batches(lengths, self.batch_size, self.max_batch_tokens):
+                for batch in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens, self.max_padding):
                     vectors = self._encode_batch([chunk[i] for i in batch], side)
+                    self.stats.model_calls += 1
                     for index, vector in zip(batch, vectors, strict=True):
                         out[index] = vector
             self.stats.texts += len(chunk)
@@ -66,6 +73,46 @@ class Encoder(ABC, Generic[Vector]):
             if truncated:
                 logger.warning("%d of %d %s texts were cut at the length limit", truncated, len(chunk), side.value)
             yield from out  # type: ignore[misc]
+
+    # -- concurrent queries share model calls (see microbatch.py) --------------------------
+    @property
+    def query_batcher(self) -> MicroBatcher[Vector]:
+        """The micro-batcher that ``encode_queries`` / ``aencode_queries`` go through."""
+        batcher = self._query_batcher
+        if batcher is None:
+            with self._batcher_lock:
+                if self._query_batcher is None:
+                    self._query_batcher = self._new_batcher({})
+                batcher = self._query_batcher
+        return batcher
+
+    def set_query_batching(self, **options: float) -> MicroBatcher[Vector]:
+        """(Re)configure query coalescing: ``max_wait_s``, ``max_batch_texts``, ``max_batch_chars``,
+        ``max_queue`` (see :class:`MicroBatcher`); the previous batcher finishes its queue first."""
+        batcher = self._new_batcher(options)
+        with self._batcher_lock:
+            old, self._query_batcher = self._query_batcher, batcher
+        if old is not None:
+            old.close()
+        return batcher
+
+    def _new_batcher(self, options: dict[str, float]) -> MicroBatcher[Vector]:
+        options.setdefault("max_batch_texts", self.batch_size)
+        return MicroBatcher(
+            lambda texts: list(self.stream(texts, Side.QUERY)),
+            validate=self._validated,
+            name=f"lfm-queries-{self.model_id}",
+            **options,  # type: ignore[arg-type]
+        )
+
+    def _validated(self, texts: Iterable[str]) -> list[str]:
+        return [text for chunk in validated_chunks(texts, self.chunk_size) for text in chunk]
+
+    def _coalesced_queries(self, texts: Iterable[str]) -> list[Vector]:
+        return self.query_batcher.encode(texts)
+
+    async def _acoalesced_queries(self, texts: Iterable[str]) -> list[Vector]:
+        return await self.query_batcher.aencode(texts)
 
     def stream_queries(self, texts: Iterable[str]) -> Iterator[Vector]:
         """Query-side vectors, one per text, lazily."""

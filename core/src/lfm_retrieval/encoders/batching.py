@@ -1,8 +1,7 @@
-"""Input validation, streaming chunks and equal-length batches shared by the encoders."""
+"""Input validation, streaming chunks and length-sorted batches shared by the encoders."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -20,11 +19,13 @@ class Side(str, Enum):
 
 @dataclass
 class EncodeStats:
-    """Running totals of an encoder: texts encoded, tokens fed, texts cut at the length limit."""
+    """Running totals of an encoder: texts encoded, tokens fed, texts cut at the length limit,
+    forward passes run."""
 
     texts: int = 0
     tokens: int = 0
     truncated: int = 0
+    model_calls: int = 0
 
 
 def check_text(text: object, position: int) -> str:
@@ -49,19 +50,30 @@ def validated_chunks(texts: Iterable[str], chunk_size: int) -> Iterator[list[str
         position += len(chunk)
 
 
-def equal_length_batches(lengths: list[int], batch_size: int, max_batch_tokens: int) -> list[list[int]]:
-    """Group indices so every batch holds texts of one token length.
+def length_sorted_batches(
+    lengths: list[int], batch_size: int, max_batch_tokens: int, max_padding: float
+) -> list[list[int]]:
+    """Group indices into batches of similar token length, longest first.
 
-    LFM2's centred convolution lets padding leak into the last real tokens, so a padded
-    text's vector depends on its batch. Batches without padding give every text the
-    vector it has alone, and waste no compute on pads. Longest lengths come first.
+    Texts are sorted by length and a batch grows while it holds at most ``batch_size``
+    texts, at most ``max_batch_tokens`` tokens once padded to its longest text, and at
+    most a ``max_padding`` fraction of pad tokens. ``max_padding=0`` gives batches of one
+    length only (no padding at all), the only exact choice for a backbone whose pads are
+    not inert.
     """
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for index, length in enumerate(lengths):
-        by_length[length].append(index)
-    batches = []
-    for length in sorted(by_length, reverse=True):
-        per_batch = max(1, min(batch_size, max_batch_tokens // max(length, 1)))
-        indices = by_length[length]
-        batches.extend(indices[i : i + per_batch] for i in range(0, len(indices), per_batch))
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    start = 0
+    while start < len(order):
+        longest = max(lengths[order[start]], 1)
+        batch, real = [order[start]], lengths[order[start]]
+        for index in order[start + 1 :]:
+            size = len(batch) + 1
+            padded = size * longest
+            if size > batch_size or padded > max_batch_tokens or padded - real - lengths[index] > max_padding * padded:
+                break
+            batch.append(index)
+            real += lengths[index]
+        batches.append(batch)
+        start += len(batch)
     return batches

@@ -16,11 +16,13 @@ from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.encoders.loading import (
     Quantize,
     check_backbone,
+    choose_max_padding,
     embedding_dimension,
     load_device,
     load_or_explain,
     local_st_config,
     place,
+    set_zero_padding,
 )
 from lfm_retrieval.errors import ModelLoadError
 
@@ -37,7 +39,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
 
     ``backend="auto"`` uses PyLate when it is installed and sentence-transformers'
     ``MultiVectorEncoder`` (sentence-transformers >= 6) otherwise; both give the same
-    vectors because batches never contain padding.
+    vectors because padded positions are inert (see ``max_padding`` in the README).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         batch_size: int = 32,
         max_batch_tokens: int = 16384,
         chunk_size: int = 1024,
+        max_padding: float | None = None,
     ) -> None:
         super().__init__(batch_size, max_batch_tokens, chunk_size)
         self.model_name = str(model)
@@ -87,11 +90,17 @@ class ColBERTEncoder(Encoder[np.ndarray]):
                 "in config_sentence_transformers.json; its vectors would be wrong without them."
             )
         place(self.model, dtype, quantize)
+        self.max_padding = choose_max_padding(self.model, max_padding)
         self.dimension = embedding_dimension(self.model)
 
     def encode_queries(self, texts: Iterable[str]) -> list[np.ndarray]:
-        """Query-side token vectors: one (query_length, dim) array per text."""
-        return list(self.stream(texts, Side.QUERY))
+        """Query-side token vectors: one (query_length, dim) array per text; concurrent callers
+        share model calls."""
+        return self._coalesced_queries(texts)
+
+    async def aencode_queries(self, texts: Iterable[str]) -> list[np.ndarray]:
+        """:meth:`encode_queries` for async code: awaits a shared model call, no thread per call."""
+        return await self._acoalesced_queries(texts)
 
     def encode_documents(self, texts: Iterable[str]) -> list[np.ndarray]:
         """Document-side token vectors: one (tokens, dim) array per text, skiplist removed."""
@@ -107,6 +116,8 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         return [min(n, limit) + 1 for n in full], truncated
 
     def _encode_batch(self, texts: list[str], side: Side) -> list[np.ndarray]:
+        # Query-expansion tokens have mask 0 but are scored: not padding, never zeroed.
+        set_zero_padding(self.model, side is Side.DOCUMENT)
         if self.backend == "pylate":
             arrays = self.model.encode(
                 texts, is_query=side is Side.QUERY, batch_size=len(texts), show_progress_bar=False
@@ -121,7 +132,15 @@ def _pick_backend(backend: Backend) -> str:
     if backend not in ("auto", "pylate", "sentence-transformers"):
         raise ValueError(f"backend must be 'auto', 'pylate' or 'sentence-transformers', not {backend!r}")
     if backend == "auto":
-        return "pylate" if importlib.util.find_spec("pylate") else "sentence-transformers"
+        backend = "pylate" if importlib.util.find_spec("pylate") else "sentence-transformers"
+    if backend == "sentence-transformers":
+        import sentence_transformers
+
+        if not hasattr(sentence_transformers, "MultiVectorEncoder"):
+            raise ModelLoadError(
+                "ColBERT needs PyLate (pip install 'lfm-retrieval[pylate]') or sentence-transformers >= 6.0 "
+                f"(MultiVectorEncoder); sentence-transformers {sentence_transformers.__version__} is installed"
+            )
     return backend
 
 

@@ -13,11 +13,13 @@ from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.encoders.loading import (
     Quantize,
     check_backbone,
+    choose_max_padding,
     embedding_dimension,
     load_device,
     load_or_explain,
     local_st_config,
     place,
+    set_zero_padding,
 )
 from lfm_retrieval.errors import ModelLoadError
 
@@ -47,6 +49,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         max_batch_tokens: int = 16384,
         chunk_size: int = 1024,
         normalize: bool = True,
+        max_padding: float | None = None,
     ) -> None:
         super().__init__(batch_size, max_batch_tokens, chunk_size)
         self.model_name = str(model)
@@ -56,6 +59,8 @@ class DenseEncoder(Encoder[np.ndarray]):
         self.model: SentenceTransformer = load_or_explain(self.model_name, SentenceTransformer, device=device)
         is_lfm25 = check_backbone(self.model, self.model_name)
         place(self.model, dtype, quantize)
+        set_zero_padding(self.model, True)
+        self.max_padding = choose_max_padding(self.model, max_padding)
         prompts = self.model.prompts or {}
         missing = [side.value for side in Side if not prompts.get(side.value)]
         if missing and is_lfm25:
@@ -70,8 +75,12 @@ class DenseEncoder(Encoder[np.ndarray]):
         self.max_length: int = self.model.max_seq_length
 
     def encode_queries(self, texts: Iterable[str]) -> np.ndarray:
-        """Query-side vectors, shape (n, dimension)."""
-        return stack(list(self.stream(texts, Side.QUERY)), self.dimension)
+        """Query-side vectors, shape (n, dimension); concurrent callers share model calls."""
+        return stack(self._coalesced_queries(texts), self.dimension)
+
+    async def aencode_queries(self, texts: Iterable[str]) -> np.ndarray:
+        """:meth:`encode_queries` for async code: awaits a shared model call, no thread per call."""
+        return stack(await self._acoalesced_queries(texts), self.dimension)
 
     def encode_documents(self, texts: Iterable[str]) -> np.ndarray:
         """Document-side vectors, shape (n, dimension)."""

@@ -10,7 +10,14 @@ import torch
 
 from lfm_retrieval.errors import ModelLoadError
 from lfm_retrieval.int8 import quantize_linear_layers
-from lfm_retrieval.models import Lfm2BidirectionalModel, is_bidirectional_checkpoint
+from lfm_retrieval.models import Lfm2BidirectionalModel, is_bidirectional_backbone, is_bidirectional_checkpoint
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 Quantize = Literal["int8"] | None
 
@@ -36,8 +43,48 @@ def local_st_config(model: str) -> dict | None:
             f"{model!r} is not a sentence-transformers / PyLate model: it has no modules.json "
             "(expected the layout of LiquidAI/LFM2.5-Embedding-350M or LFM2.5-ColBERT-350M)."
         )
+    check_transformer_files(folder)
     config_file = folder / "config_sentence_transformers.json"
     return json.loads(config_file.read_text()) if config_file.is_file() else {}
+
+
+def check_transformer_files(folder: Path) -> None:
+    """Name what is wrong with a local model's transformer files before a library trips on it:
+    a missing or unreadable ``config.json``, a model type this transformers does not know,
+    a missing weights file, or a safetensors file whose header cannot be read (corrupt)."""
+    from safetensors import SafetensorError, safe_open
+    from transformers import __version__ as transformers_version
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    modules = _read_json(folder / "modules.json", folder)
+    paths = [m.get("path", "") for m in modules if str(m.get("type", "")).endswith(".Transformer")] or [""]
+    trunk = folder / paths[0]
+    config_file = trunk / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"{str(folder)!r} is missing a file: {config_file} (the transformer's config)")
+    model_type = _read_json(config_file, folder).get("model_type")
+    if model_type is not None and model_type not in CONFIG_MAPPING:
+        raise ModelLoadError(
+            f"{str(folder)!r} has an unknown model type {model_type!r} (in {config_file}): transformers "
+            f"{transformers_version} does not define it. Upgrade transformers or fix config.json."
+        )
+    if not any((trunk / name).is_file() for name in WEIGHT_FILES):
+        raise ModelLoadError(
+            f"{str(folder)!r} is missing its weights file: none of {', '.join(WEIGHT_FILES)} in {trunk}"
+        )
+    for weights in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise ModelLoadError(f"{str(folder)!r} has a corrupt weights file {weights}: {exc}") from exc
+
+
+def _read_json(path: Path, folder: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{str(folder)!r} has an unreadable or corrupt {path.name} ({path}): {exc}") from exc
 
 
 def check_model_path(model: str) -> None:
@@ -47,10 +94,17 @@ def check_model_path(model: str) -> None:
 
 
 def load_or_explain(model: str, loader, **kwargs):
-    """Call ``loader(model, **kwargs)``, turning 'not found' failures into a ModelLoadError."""
+    """Call ``loader(model, **kwargs)``, turning failures into a ModelLoadError that names the cause:
+    a local folder's own error as it is, a Hub id that could not be fetched as such."""
     try:
         return loader(model, **kwargs)
-    except (OSError, ValueError) as exc:
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        if looks_like_path(model):
+            raise ModelLoadError(f"Could not load the model at {model!r}: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(exc, OSError):
+            raise ModelLoadError(f"Could not load model {model!r}: {type(exc).__name__}: {exc}") from exc
         raise ModelLoadError(
             f"Could not load model {model!r}: no weights were found locally and none could be "
             f"downloaded ({type(exc).__name__}: {exc}). On a machine without Hub access, download "
@@ -78,13 +132,54 @@ def check_backbone(model: torch.nn.Module, name: str) -> bool:
     backbone = transformer_of(model)
     if not is_bidirectional_checkpoint(backbone.config):
         return False
-    if not isinstance(backbone, Lfm2BidirectionalModel):
+    if not is_bidirectional_backbone(backbone):
         raise ModelLoadError(
             f"{name!r} declares Lfm2BidirectionalModel but was built as {type(backbone).__name__}: "
             "its vectors would come from the causal model. Load it through lfm_retrieval "
             "(which registers the bidirectional class) and without trust_remote_code."
         )
     return True
+
+
+# Default largest fraction of pad tokens in a batch, per device type, when pads are inert:
+# measured with benchmarks/encoder/run.py (see README, "Batching").
+MAX_PADDING = {"cpu": 0.2, "cuda": 1.0}
+
+
+def pads_are_inert(backbone: torch.nn.Module) -> bool:
+    """Whether right padding leaves a text's vectors unchanged with this backbone.
+
+    Attention-only models (BERT, ...) mask pads; LFM2's convolution reads them unless the
+    project's class zeroes them (``zero_padding``); other LFM2 classes do not.
+    """
+    if isinstance(backbone, Lfm2BidirectionalModel):
+        return True
+    return not str(getattr(backbone.config, "model_type", "")).startswith("lfm2")
+
+
+def set_zero_padding(model: torch.nn.Module, on: bool) -> None:
+    """Switch pad zeroing of the project's LFM2 backbone inside ``model`` (no-op for others)."""
+    backbone = transformer_of(model)
+    if isinstance(backbone, Lfm2BidirectionalModel):
+        backbone.zero_padding = on
+
+
+def choose_max_padding(model: torch.nn.Module, requested: float | None) -> float:
+    """The pad fraction batches may hold: 0 where pads are not inert, else ``requested``
+    or the device's default from :data:`MAX_PADDING`."""
+    if requested is not None and not 0.0 <= requested <= 1.0:
+        raise ValueError(f"max_padding must be between 0 and 1, not {requested!r}")
+    if not pads_are_inert(transformer_of(model)):
+        if requested:
+            raise ValueError(
+                f"max_padding={requested} needs inert pads, but {type(transformer_of(model)).__name__} lets "
+                "padding change the vectors of real tokens; use max_padding=0 (equal-length batches)"
+            )
+        return 0.0
+    if requested is not None:
+        return requested
+    device = next(model.parameters()).device.type
+    return MAX_PADDING.get(device, MAX_PADDING["cuda"])
 
 
 def load_device(device: str | None, dtype: torch.dtype | None, quantize: Quantize) -> str | None:

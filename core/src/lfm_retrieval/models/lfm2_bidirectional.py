@@ -6,18 +6,25 @@ without that code silently gives the *causal* LFM2 (the weight names match). Thi
 module provides the class itself, so no ``trust_remote_code`` is needed, and registers
 it with ``AutoModel`` next to the native class: transformers picks it only for configs
 whose ``architectures`` name it, so causal LFM2 models keep loading unchanged.
+
+Checkpoints may instead say ``model_type: "lfm2_bidirectional"`` (transformers' own
+class on its main branch, not in any release up to 5.24.0). Where transformers knows that
+model type, its native class loads them; where it does not, :func:`register` adds
+:class:`Lfm2BidirectionalConfig` for it, built as this class.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel
 from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.lfm2.configuration_lfm2 import Lfm2Config
 from transformers.models.lfm2.modeling_lfm2 import Lfm2Model
 
 ARCHITECTURE = "Lfm2BidirectionalModel"
+MODEL_TYPE = "lfm2_bidirectional"
 # Additive mask value on padded keys, as in the reference implementation.
 _MASKED = -1e9
 
@@ -27,18 +34,34 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+class Lfm2BidirectionalConfig(Lfm2Config):
+    """The LFM2 config under transformers' newer model type, for releases that lack it."""
+
+    model_type = MODEL_TYPE
+
+
 class Lfm2BidirectionalModel(Lfm2Model):
     """LFM2 run as an encoder: every token sees every real token.
 
     * attention has no causal mask, only a key-padding mask;
     * each short convolution applies its kernel centred (``k // 2`` zeros on both
-      sides) instead of causally; padded positions are not zeroed (as trained).
+      sides) instead of causally.
+
+    ``zero_padding`` (default False, as the checkpoints were trained) zeroes every conv
+    layer's input at positions whose ``attention_mask`` is 0. Pads then act exactly like
+    the convolution's own zero padding and are masked as attention keys, so a text's
+    vector is the same alone or in any right-padded batch. It stays off by default
+    because PyLate marks ColBERT query-expansion tokens with mask 0 yet scores them: those
+    are not padding, and zeroing them would change the trained query vectors. The
+    encoders switch it on for the batches they pad (see ``lfm_retrieval.encoders``).
 
     Parameters and state-dict keys are those of :class:`Lfm2Model`, so the published
     weights load as they are. The forward pass is a layer loop of its own, calling
     each layer's sub-modules directly, because the signatures of transformers' LFM2
     layers and mask builders change between 5.x releases.
     """
+
+    zero_padding: bool = False
 
     def __init__(self, config: Lfm2Config) -> None:
         super().__init__(config)
@@ -64,13 +87,16 @@ class Lfm2BidirectionalModel(Lfm2Model):
         cos, sin = self.rotary_emb(hidden, position_ids)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         key_mask = _key_padding_mask(attention_mask, hidden.dtype)
+        conv_keep = None
+        if self.zero_padding and key_mask is not None:
+            conv_keep = attention_mask[:, None, :].to(hidden.dtype)  # type: ignore[index]
 
         for layer in self.layers[: self.config.num_hidden_layers]:
             normed = layer.operator_norm(hidden)
             if layer.is_attention_layer:
                 mixed = self._attention(layer.self_attn, normed, cos, sin, key_mask)
             else:
-                mixed = _centred_short_conv(layer.conv, normed)
+                mixed = _centred_short_conv(layer.conv, normed, conv_keep)
             hidden = hidden + mixed
             hidden = hidden + layer.feed_forward(layer.ffn_norm(hidden))
 
@@ -106,11 +132,15 @@ def _key_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -
     return torch.zeros(padded.shape, dtype=dtype, device=attention_mask.device).masked_fill(padded, _MASKED)
 
 
-def _centred_short_conv(conv: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """LFM2's gated short convolution with the kernel centred on each position."""
+def _centred_short_conv(conv: torch.nn.Module, hidden: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """LFM2's gated short convolution with the kernel centred on each position.
+
+    ``keep`` (batch, 1, seq), 1 at real tokens and 0 at pads, zeroes the conv input at pads.
+    """
     b, c, x = conv.in_proj(hidden).transpose(-1, -2).chunk(3, dim=-2)
+    bx = b * x if keep is None else b * x * keep
     weight = conv.conv.weight
-    mixed = F.conv1d(b * x, weight, conv.conv.bias, padding=weight.shape[-1] // 2, groups=weight.shape[0])
+    mixed = F.conv1d(bx, weight, conv.conv.bias, padding=weight.shape[-1] // 2, groups=weight.shape[0])
     return conv.out_proj((c * mixed).transpose(-1, -2))
 
 
@@ -119,7 +149,9 @@ def register() -> None:
 
     Registered as ``(Lfm2Model, Lfm2BidirectionalModel)``: transformers picks the entry
     whose name is in ``config.architectures`` and falls back to the first, so configs
-    of causal LFM2 models keep getting the native class. Idempotent.
+    of causal LFM2 models keep getting the native class. Also registers
+    :class:`Lfm2BidirectionalConfig` for ``model_type: "lfm2_bidirectional"`` when this
+    transformers does not define that model type itself. Idempotent.
     """
     entry = (Lfm2Model, Lfm2BidirectionalModel)
     AutoModel.register(Lfm2Config, entry, exist_ok=True)
@@ -130,8 +162,23 @@ def register() -> None:
         mapping._extra_content[Lfm2Config] = entry
     if mapping[Lfm2Config] != entry:
         raise RuntimeError("could not register Lfm2BidirectionalModel with transformers' AutoModel")
+    if MODEL_TYPE not in CONFIG_MAPPING:
+        AutoConfig.register(MODEL_TYPE, Lfm2BidirectionalConfig)
+    if CONFIG_MAPPING[MODEL_TYPE] is Lfm2BidirectionalConfig:
+        # AutoModel.register refuses a model class whose config_class is another class.
+        mapping._extra_content[Lfm2BidirectionalConfig] = Lfm2BidirectionalModel
 
 
 def is_bidirectional_checkpoint(config: object) -> bool:
     """Whether a transformers config declares the bidirectional LFM2 architecture."""
-    return ARCHITECTURE in (getattr(config, "architectures", None) or [])
+    return getattr(config, "model_type", None) == MODEL_TYPE or ARCHITECTURE in (
+        getattr(config, "architectures", None) or []
+    )
+
+
+def is_bidirectional_backbone(model: object) -> bool:
+    """Whether ``model`` is a bidirectional LFM2: the project's class or transformers' own."""
+    cls = type(model)
+    return isinstance(model, Lfm2BidirectionalModel) or (
+        cls.__name__ == ARCHITECTURE and cls.__module__.startswith(f"transformers.models.{MODEL_TYPE}")
+    )

