@@ -12,6 +12,7 @@ import pytest
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.catalog import CatalogJob, read_source
 from lfm_retrieval.errors import BadRecordError
+from lfm_retrieval.search import search_text
 from lfm_retrieval.stores import open_store
 
 _stores = count()
@@ -190,7 +191,7 @@ def test_dense_and_colbert_in_one_pass_into_a_hybrid_collection(dense, colbert):
     catalog = make_catalog(30)
     first = job.run(catalog)
     assert (first.encoded, first.written) == (30, 30)
-    hits = store.search_text(dense, colbert, "Product 4 title", k=5, prefetch=30)
+    hits = search_text(store, "Product 4 title", dense=dense, colbert=colbert, k=5, prefetch=30)
     assert len(hits) == 5 and all("sku" in hit.payload for hit in hits)
     changed = [dict(r) for r in catalog]
     changed[4]["title"] = "Renamed product"

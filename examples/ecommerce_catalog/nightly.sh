@@ -3,7 +3,7 @@
 #   ./nightly.sh CATALOG_FILE [STORE_URI] [MODEL]
 set -euo pipefail
 catalog=${1:?usage: nightly.sh CATALOG_FILE [STORE_URI] [MODEL]}
-store=${2:-qdrant+local://./lfm-index/products}
+store=${2:-qdrant+edge://./lfm-index/products}
 model=${3:-LiquidAI/LFM2.5-Embedding-350M}
 exec lfm-retrieval index "$catalog" --store "$store" --model "$model" --sync --json \
   --text "{title}. {category}. {description}" --key "{sku}/{locale}" \

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+import pyarrow.parquet as pq
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,21 @@ class SourceRow:
     position: str
     fields: Mapping[str, Any]
     error: str | None = None
+
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+#: What a job reads: a file path or URI (JSONL, CSV, Parquet), or an iterable of records.
+Source = str | Path | Iterable[Mapping[str, Any]]
+
+
+def file_format(name: str) -> str:
+    """``jsonl``, ``csv`` or ``parquet`` from a file name; ValueError for another suffix."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"catalog file {name!r}: unknown format {suffix!r} (use .jsonl, .csv or .parquet)")
+    return FORMATS[suffix]
 
 
 def read_source(source: str | Path | Iterable[Mapping[str, Any]]) -> Iterator[SourceRow]:
@@ -29,58 +47,78 @@ def read_source(source: str | Path | Iterable[Mapping[str, Any]]) -> Iterator[So
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"catalog file {str(path)!r} does not exist")
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            yield from _jsonl(path)
-        elif suffix == ".csv":
-            yield from _csv(path)
-        elif suffix == ".parquet":
-            yield from _parquet(path)
-        else:
-            raise ValueError(f"catalog file {str(path)!r}: unknown format {suffix!r} (use .jsonl, .csv or .parquet)")
+        kind = file_format(path.name)
+        with path.open("rb") as handle:
+            yield from read_file(handle, path.name, kind)
         return
     for index, item in enumerate(source):
-        if isinstance(item, Mapping):
-            yield SourceRow(f"#{index}", item)
-        else:
-            yield SourceRow(f"#{index}", {}, f"is {type(item).__name__}, not a mapping")
+        yield item_row(index, item)
 
 
-def _jsonl(path: Path) -> Iterator[SourceRow]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            position = f"{path.name}:{number}"
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield _bad(position, f"is not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(item, dict):
-                yield _bad(position, f"is a JSON {type(item).__name__}, not an object")
-                continue
-            yield SourceRow(position, item)
+def item_row(index: int, item: Any) -> SourceRow:
+    """The row of the ``index``-th item of an iterable source."""
+    if isinstance(item, Mapping):
+        return SourceRow(f"#{index}", item)
+    return SourceRow(f"#{index}", {}, f"is {type(item).__name__}, not a mapping")
 
 
-def _csv(path: Path) -> Iterator[SourceRow]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            yield SourceRow(f"{path.name}:{reader.line_num}", row)
+def read_file(handle: BinaryIO, name: str, kind: str, row_groups: list[int] | None = None) -> Iterator[SourceRow]:
+    """The rows of an open binary file (local or from a pyarrow filesystem) of format ``kind``.
+
+    ``row_groups`` reads only those row groups of a Parquet file (positions stay the file's)."""
+    if kind == "parquet":
+        yield from _parquet(handle, name, row_groups)
+        return
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="" if kind == "csv" else None)
+    yield from (_csv(text, name) if kind == "csv" else _jsonl(text, name))
 
 
-def _parquet(path: Path) -> Iterator[SourceRow]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow ships with both stacks
-        raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from exc
-    index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        for item in batch.to_pylist():
-            yield SourceRow(f"{path.name}#{index}", item)
-            index += 1
+def _jsonl(lines: Iterable[str], name: str) -> Iterator[SourceRow]:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        position = f"{name}:{number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield _bad(position, f"is not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(item, dict):
+            yield _bad(position, f"is a JSON {type(item).__name__}, not an object")
+            continue
+        yield SourceRow(position, item)
+
+
+def _csv(handle: io.TextIOBase, name: str) -> Iterator[SourceRow]:
+    reader = csv.DictReader(handle)
+    for row in reader:
+        yield SourceRow(f"{name}:{reader.line_num}", row)
+
+
+def _parquet(handle: BinaryIO, name: str, row_groups: list[int] | None) -> Iterator[SourceRow]:
+    parquet = pq.ParquetFile(handle)
+    starts = [0]
+    for group in range(parquet.num_row_groups):
+        starts.append(starts[-1] + parquet.metadata.row_group(group).num_rows)
+    for group in range(parquet.num_row_groups) if row_groups is None else row_groups:
+        index = starts[group]
+        for batch in parquet.iter_batches(batch_size=4096, row_groups=[group]):
+            for item in batch.to_pylist():
+                yield SourceRow(f"{name}#{index}", item)
+                index += 1
 
 
 def _bad(position: str, problem: str) -> SourceRow:
     return SourceRow(position, {}, problem)
+
+
+def count_rows(source: Any) -> int | None:
+    """Records in a local file, for the progress bar's ETA (None for iterables and remote files)."""
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        path = Path(source)
+        if path.suffix.lower() == ".parquet":
+            return pq.ParquetFile(path).metadata.num_rows
+        with path.open("rb") as handle:
+            lines = sum(1 for line in handle if line.strip())
+        return lines - 1 if path.suffix.lower() == ".csv" else lines
+    return None

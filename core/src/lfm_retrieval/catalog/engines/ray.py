@@ -1,0 +1,308 @@
+"""The Ray engine: the catalog job on Ray Data, with encoders in an actor pool on CPUs or GPUs.
+
+The pipeline (``pip install lfm-retrieval[ray]``)::
+
+    read + prepare + fingerprint (tasks, one per file / Parquet row group)
+      -> encode (ActorPoolStrategy: ``workers`` actors, one model load each, CPU or GPU), each
+         batch first diffed against the store by one ``Store.fingerprints(keys)`` lookup
+      -> write by upsert on stable ids (a Datasink per run for server stores; the driver for
+         in-process and embedded stores, which only this process may open)
+    then, after a complete read, sync deletes.
+
+Memory: the diff holds one batch of keys per task, never the collection's fingerprints
+(stores no worker can open are looked up in one snapshot actor: one copy, ~150 bytes a
+record). The driver gathers every read key with its position (for sync deletes and
+duplicate reports): ~100 bytes a record, ~1 GB at 10M records.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from lfm_retrieval.catalog.engines.writer import Writer
+from lfm_retrieval.catalog.prepare import duplicate
+from lfm_retrieval.catalog.sources import file_format
+from lfm_retrieval.catalog.summary import Summary, position_order
+from lfm_retrieval.catalog.targets import vector_field
+from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.errors import BadRecordError, LFMRetrievalError
+
+if TYPE_CHECKING:
+    from lfm_retrieval.catalog.job import CatalogJob
+    from lfm_retrieval.catalog.sources import Source
+
+logger = logging.getLogger("lfm_retrieval.catalog")
+#: Stores that Ray workers open themselves from the URI (servers several processes may write to).
+SERVER_SCHEMES = frozenset({"postgresql", "postgres", "milvus", "qdrant", "qdrant+https"})
+#: Logical CPUs each read / diff / write task asks for: small, so they always find room beside the encoders.
+TASK_CPUS = 0.1
+#: At most this many blocks (Ray tasks) per run, however large the catalog.
+MAX_BLOCKS = 50_000
+
+
+@dataclass
+class RayEngine:
+    """Run the job on Ray Data.
+
+    ``address``: a running cluster (``"auto"``, ``"ray://head:10001"``, ``"head:6379"``); None
+    joins the runtime this process already has, or starts a local one. ``workers`` encoder
+    actors, each with ``cpus_per_worker`` CPUs (torch threads) and ``gpus_per_worker``
+    GPUs (> 0: encoders on ``cuda``). ``batch_size`` rows per encode call (None: the job's).
+    ``retries``: how often Ray re-runs a task or restarts an actor that died (a killed
+    process, a lost node; Ray's own defaults for tasks and Ray Data's for actors are
+    changed to this). A record's bad data or a failing store is not retried: the run
+    stops with the error, and a re-run resumes from what the store holds.
+    ``driver_writes=True`` writes from this process even to server stores (workers that
+    cannot reach the database); stores only this process may open are always written here.
+    ``encoder_options`` go to every encoder built in an actor (e.g. ``{"quantize": "int8"}``).
+    ``init_options`` go to ``ray.init`` when this engine starts the runtime.
+    """
+
+    address: str | None = None
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    batch_size: int | None = None
+    retries: int = 3
+    driver_writes: bool = False
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    init_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0 or self.retries < 0:
+            raise ValueError("workers >= 1, cpus_per_worker > 0, gpus_per_worker >= 0 and retries >= 0 are required")
+
+    def run(self, job: CatalogJob, source: Source) -> Summary:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ImportError("the Ray engine needs Ray: pip install 'lfm-retrieval[ray]'") from exc
+        encoders, targets, preparer = job.plan()
+        started = time.monotonic()
+        for target in targets:
+            target.store.ensure_collection(target.spec(encoders))
+        own_runtime = not ray.is_initialized()
+        if own_runtime:
+            ray.init(**({"address": self.address, "log_to_driver": False} | self.init_options))
+        try:
+            with ExitStack() as loads:  # index builds deferred to the end of the run (pgvector), as locally
+                for target in targets:
+                    loads.enter_context(target.store.bulk_load())
+                summary, seen = self._pipeline(ray, job, encoders, targets, preparer, source)
+        finally:
+            if own_runtime:
+                ray.shutdown()
+        self._finish(job, targets, summary, seen)
+        summary.seconds = round(time.monotonic() - started, 3)
+        return summary
+
+    # -- the pipeline --------------------------------------------------------------------------
+    def _pipeline(self, ray: Any, job: CatalogJob, encoders: list, targets: list, preparer: Any, source: Source):
+        from lfm_retrieval.catalog.engines import ray_stages as st
+
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = bool(job.progress)
+        context.actor_task_retry_on_errors = False  # a Python error in a batch is not transient
+        context.max_map_retries = 0
+        task_args = {"num_cpus": TASK_CPUS, "max_retries": self.retries}
+
+        driver_writes = self.driver_writes or any(urlsplit(t.store.uri).scheme not in SERVER_SCHEMES for t in targets)
+        lookups = []
+        for target in targets:
+            uri, kind = target.store.uri, target.store.kind
+            if urlsplit(uri).scheme in SERVER_SCHEMES:
+                lookups.append(st.Lookup(uri, kind))
+            else:
+                snapshot = ray.remote(num_cpus=0, max_restarts=self.retries)(st.FingerprintSnapshot)
+                lookups.append(st.Lookup(uri, kind, snapshot.remote(target.store.fingerprints())))
+        batch_size = self.batch_size or job.batch_size
+        prepare = st.Prepare(preparer, tuple(t.identity for t in targets), rows_per_block=batch_size)
+        pieces = _pieces(source)
+        # About one block per batch (Ray splits each read task's output to reach the count), so
+        # every encoder actor gets work even from a single file.
+        blocks = max(len(pieces), min(MAX_BLOCKS, math.ceil(sum(p.rows_estimate() for p in pieces) / batch_size)))
+        dataset = ray.data.read_datasource(
+            st.CatalogDatasource(pieces, prepare), override_num_blocks=blocks, **task_args
+        )
+        users = [[t for t, target in enumerate(targets) if e in target.encoders] for e in range(len(encoders))]
+        with warnings.catch_warnings():  # Ray 2.60 takes max_restarts / max_task_retries only as ray_remote_args
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = dataset.map_batches(
+                st.Encode,
+                fn_constructor_kwargs={
+                    "diff": st.Diff(tuple(lookups), fail_on_bad=job.on_error == "fail"),
+                    "recipes": [self._recipe(encoder) for encoder in encoders],
+                    "users": users,
+                    "threads": max(1, round(self.cpus_per_worker)),
+                },
+                compute=ray.data.ActorPoolStrategy(size=self.workers),
+                batch_size=batch_size,
+                batch_format="pyarrow",
+                num_cpus=self._actor_cpus(ray),
+                num_gpus=self.gpus_per_worker or None,
+                max_restarts=self.retries,
+                max_task_retries=self.retries,
+            )
+        apply = st.Apply(
+            tuple(t.encoders for t in targets),
+            tuple(vector_field(encoder) for encoder in encoders),
+            tuple(encoder.dimension for encoder in encoders),
+        )
+        try:
+            if driver_writes:
+                results = self._write_here(dataset, targets, apply)
+            else:
+                sink = st.StoreSink([(t.store.uri, t.store.kind) for t in targets], apply)
+                dataset.write_datasink(sink, ray_remote_args={"num_cpus": TASK_CPUS, "max_retries": self.retries})
+                results = sink.results
+        except Exception as exc:
+            raise _project_error(exc) from exc
+        finally:
+            for lookup in lookups:
+                if lookup.snapshot is not None:
+                    ray.kill(lookup.snapshot)
+        summary, seen = Summary(), []
+        for part, keys in results:
+            summary.add(part)
+            seen.extend(keys)
+        return summary, seen
+
+    def _write_here(self, dataset: Any, targets: list, apply: Any) -> list:
+        """Writes in this process (stores only it may open), overlapped with the pipeline."""
+        results: list = []
+        stores = [(t.store.uri, t.store) for t in targets]
+        with Writer(overlap=True, depth=2) as writer:
+            for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                writer.submit(lambda table=table: apply(stores, table), results.append)
+            writer.drain()
+        return results
+
+    def _finish(self, job: CatalogJob, targets: list, summary: Summary, seen: list[tuple[str, str]]) -> None:
+        """Duplicate keys reported, bad records in reading order, then sync deletes (the read was complete)."""
+        first: dict[str, str] = {}
+        for key, position in sorted(seen, key=lambda item: position_order(item[1])):
+            if key in first:
+                error = duplicate(position, key)
+                summary.bad_records.append((error.position, error.problem + "; the Ray engine kept one of them"))
+                summary.failed += 1
+            else:
+                first[key] = position
+        summary.bad_records.sort(key=lambda item: position_order(item[0]))
+        for position, problem in summary.bad_records:
+            logger.warning("skipped bad record %s: %s", position, problem)
+        if job.sync:
+            gone: set[str] = set()
+            for target in targets:
+                leaving = [key for key in target.store.fingerprints() if key not in first]
+                target.store.delete(leaving)
+                gone.update(leaving)
+            summary.deleted = len(gone)
+
+    # -- resources -----------------------------------------------------------------------------
+    def _actor_cpus(self, ray: Any) -> float:
+        """``cpus_per_worker``, cut so the actors never hold every logical CPU (ray#44687: read and
+        write tasks would never be scheduled and the pipeline would hang)."""
+        total = float(ray.cluster_resources().get("CPU", 0))
+        room = total - 4 * TASK_CPUS  # a read, a diff and a write task, and one more, always fit
+        if self.workers * self.cpus_per_worker <= room:
+            return self.cpus_per_worker
+        if room <= 0:
+            raise RuntimeError(f"the Ray cluster has {total:g} CPUs: too few for the catalog pipeline")
+        share = math.floor(room / self.workers * 100) / 100
+        logger.info(
+            "encoder actors ask for %.2f CPUs each (not %.2f): %g CPUs in the cluster",
+            share,
+            self.cpus_per_worker,
+            total,
+        )
+        return share
+
+    def _recipe(self, encoder: Any) -> Any:
+        from lfm_retrieval.catalog.engines.ray_stages import Recipe
+
+        device = "cuda" if self.gpus_per_worker > 0 else "cpu"
+        kwargs: dict[str, Any] = {
+            "device": device,
+            "batch_size": encoder.batch_size,
+            "max_batch_tokens": encoder.max_batch_tokens,
+            "chunk_size": encoder.chunk_size,
+        }
+        if isinstance(encoder, DenseEncoder):
+            kwargs["normalize"] = encoder.normalize
+        elif isinstance(encoder, ColBERTEncoder):
+            kwargs["backend"] = encoder.backend
+        return Recipe(type(encoder), encoder.model_name, kwargs | self.encoder_options)
+
+
+def _pieces(source: Source) -> list[Any]:
+    """Read tasks' shares: each file (a Parquet file per row group), or slices of an iterable."""
+    from lfm_retrieval.catalog.engines.ray_stages import Piece
+
+    if not isinstance(source, (str, Path)):
+        items = list(source) if not isinstance(source, Mapping) else [source]
+        step = 4096
+        return [Piece(f"items{i}", items=tuple(items[i : i + step]), first=i) for i in range(0, len(items), step)]
+    import pyarrow.fs as pafs
+
+    text = str(source)
+    if "://" in text:
+        filesystem, path = pafs.FileSystem.from_uri(text)
+    else:
+        filesystem, path = pafs.LocalFileSystem(), os.path.abspath(text)
+    info = filesystem.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"catalog file {text!r} does not exist")
+    if info.type == pafs.FileType.Directory:
+        found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+        files = sorted(f.path for f in found if f.type == pafs.FileType.File and _known(f.path))
+        if not files:
+            raise FileNotFoundError(f"catalog folder {text!r} holds no .jsonl, .csv or .parquet file")
+    else:
+        files = [path]
+    pieces = []
+    for file in files:
+        kind, name = file_format(file), file.rsplit("/", 1)[-1]
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            with filesystem.open_input_file(file) as handle:
+                groups = pq.ParquetFile(handle).num_row_groups
+            pieces += [Piece(name, kind, file, filesystem, (g,)) for g in range(groups)] or [
+                Piece(name, kind, file, filesystem, ())
+            ]
+        else:
+            pieces.append(Piece(name, kind, file, filesystem))
+    return pieces
+
+
+def _known(path: str) -> bool:
+    try:
+        file_format(path)
+    except ValueError:
+        return False
+    return True
+
+
+def _project_error(exc: BaseException) -> BaseException:
+    """The project error inside Ray's wrappers (RayTaskError, UserCodeException), or ``exc``."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (LFMRetrievalError, BadRecordError)):
+            return current
+        stack += [getattr(current, "cause", None), current.__cause__, current.__context__]
+    return exc
