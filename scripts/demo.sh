@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, offline: installs the 'latest' stack into .venvs/latest if needed, then
-# indexes the bundled multilingual sample catalog into an embedded Qdrant store (a local
-# folder, no server), searches it and prints nDCG@10. Extra arguments go to
+# indexes the bundled multilingual sample catalog into an embedded Qdrant store (Qdrant's
+# engine in-process, qdrant+edge://, a local folder, no server), searches it and prints nDCG@10. Extra arguments go to
 # `lfm-retrieval demo` (e.g. --model PATH for a local copy of LFM2.5-Embedding-350M).
 set -euo pipefail
 cd "$(dirname "$0")/.."

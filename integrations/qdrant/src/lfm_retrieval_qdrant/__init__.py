@@ -1,7 +1,9 @@
-"""Qdrant stores for LFM2.5 vectors: server URL or embedded local mode.
+"""Qdrant stores for LFM2.5 vectors: a server URL, Qdrant's engine in-process, or local mode.
 
-``lfm_retrieval.open_store("qdrant+local://./index/products")`` (the embedded default, no
-server) or ``open_store("qdrant://host:6333/products", api_key=...)`` find this package
+``lfm_retrieval.open_store("qdrant+edge://./index/products")`` (the embedded default: Qdrant's
+own engine in-process, qdrant-edge-py, no server; the ``edge`` extra),
+``open_store("qdrant+local://./index/products")`` (qdrant-client's local mode) or
+``open_store("qdrant://host:6333/products", api_key=...)`` find this package
 through the ``lfm_retrieval.stores`` entry points and call :func:`from_uri`;
 ``kind="multivector"`` opens a ColBERT (MaxSim) collection, ``kind="hybrid"`` a dense +
 ColBERT one searched in two stages.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lfm_retrieval.stores import Store, serves
 from lfm_retrieval_qdrant.collection import QdrantCollection
 from lfm_retrieval_qdrant.layout import COLBERT_VECTOR, DENSE_VECTOR, KEY_FIELD, METADATA_KEY, PAYLOAD_FIELD
 from lfm_retrieval_qdrant.store import QdrantDenseStore, QdrantHybridStore, QdrantMultiVectorStore
@@ -40,13 +43,22 @@ STORE_CLASSES: dict[str, type[QdrantCollection]] = {
 }
 
 
-def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> QdrantCollection:
+@serves(*STORE_CLASSES)
+def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> Store:
     """Open the store a URI names (entry point of the ``lfm_retrieval.stores`` group).
 
+    ``qdrant+edge://<folder>/<collection>`` (an ``lfm_retrieval_qdrant.edge.EdgeCollection``),
     ``qdrant+local://<folder>/<collection>``, ``qdrant://host:port/<collection>`` or
     ``qdrant+https://host:port/<collection>``; ``kind`` is "dense", "multivector" or
-    "hybrid"; ``options`` are :class:`QdrantCollection`'s.
+    "hybrid"; ``options`` are the store class's.
     """
-    if kind not in STORE_CLASSES:
-        raise ValueError(f"kind must be one of {', '.join(STORE_CLASSES)}, not {kind!r} ({uri!r})")
-    return STORE_CLASSES[kind](parse_uri(uri), **options)
+    target = parse_uri(uri)
+    if target.edge:
+        try:
+            from lfm_retrieval_qdrant.edge import EDGE_STORE_CLASSES
+        except ImportError as error:  # qdrant-edge-py is the optional `edge` extra
+            raise ValueError(
+                f"{uri!r} needs Qdrant's engine in-process: pip install 'lfm-retrieval-qdrant[edge]' ({error})"
+            ) from error
+        return EDGE_STORE_CLASSES[kind](target, **options)
+    return STORE_CLASSES[kind](target, **options)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 LOCAL_SCHEME = "qdrant+local"
+EDGE_SCHEME = "qdrant+edge"
 SERVER_SCHEMES = {"qdrant": False, "qdrant+http": False, "qdrant+https": True}
 DEFAULT_PORT = 6333
 IN_MEMORY = ":memory:"
@@ -22,6 +23,8 @@ class QdrantTarget:
     host: str | None = None
     port: int = DEFAULT_PORT
     https: bool = False
+    #: A folder of Qdrant's own engine in-process (qdrant-edge), not qdrant-client's local mode.
+    edge: bool = False
 
     @property
     def is_local(self) -> bool:
@@ -36,22 +39,26 @@ class QdrantTarget:
 
 
 def parse_uri(uri: str) -> QdrantTarget:
-    """``qdrant+local://<folder>/<collection>``, ``qdrant://host:port/<collection>``,
+    """``qdrant+edge://<folder>/<collection>``, ``qdrant+local://<folder>/<collection>``,
+    ``qdrant://host:port/<collection>``,
     ``qdrant+https://host:port/<collection>`` (``qdrant+http://`` is ``qdrant://``).
 
     A local folder may be relative (``qdrant+local://./index/products``), absolute
-    (``qdrant+local:///srv/index/products``) or ``:memory:`` (``qdrant+local://:memory:/products``).
+    (``qdrant+local:///srv/index/products``) or ``:memory:`` (``qdrant+local://:memory:/products``;
+    local mode only). An edge collection lives in the folder ``<folder>/<collection>``.
     """
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
-    if scheme == LOCAL_SCHEME:
+    if scheme in (LOCAL_SCHEME, EDGE_SCHEME):
         location = unquote(parts.netloc + parts.path)
         folder, _, name = location.rstrip("/").rpartition("/")
         if not folder or not name:
-            raise ValueError(f"{uri!r}: expected qdrant+local://<folder>/<collection>")
+            raise ValueError(f"{uri!r}: expected {scheme}://<folder>/<collection>")
+        if folder == IN_MEMORY and scheme == EDGE_SCHEME:
+            raise ValueError(f"{uri!r}: Qdrant Edge keeps its collections in a folder; {IN_MEMORY} is local mode's")
         if folder != IN_MEMORY:
             folder = os.path.realpath(os.path.expanduser(folder))
-        return QdrantTarget(uri=uri, collection=name, folder=folder)
+        return QdrantTarget(uri=uri, collection=name, folder=folder, edge=scheme == EDGE_SCHEME)
     if scheme in SERVER_SCHEMES:
         name = unquote(parts.path.strip("/"))
         if not parts.hostname or not name or "/" in name:
@@ -61,4 +68,4 @@ def parse_uri(uri: str) -> QdrantTarget:
         except ValueError as error:
             raise ValueError(f"{uri!r}: bad port ({error})") from None
         return QdrantTarget(uri=uri, collection=name, host=parts.hostname, port=port, https=SERVER_SCHEMES[scheme])
-    raise ValueError(f"{uri!r} is not a Qdrant URI (qdrant+local://, qdrant://, qdrant+https://)")
+    raise ValueError(f"{uri!r} is not a Qdrant URI (qdrant+edge://, qdrant+local://, qdrant://, qdrant+https://)")

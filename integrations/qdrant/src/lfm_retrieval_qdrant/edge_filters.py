@@ -1,0 +1,83 @@
+"""Translate the portable filter tree into qdrant-edge's own ``Filter`` (Qdrant's engine in-process).
+
+The same semantics as :mod:`lfm_retrieval_qdrant.filters` (the server path) in the
+engine's classes, written once from the portable tree:
+
+* a string equals only that string (``MatchValue``);
+* a bool equals only that bool: ``MatchValue(numpy.bool_)``, because qdrant-edge-py 0.9
+  reads a Python ``True`` as the integer 1 (``bool`` is an ``int`` subclass) and would then
+  match neither ``true`` nor only ``true``; a numpy bool reaches the engine as a bool;
+* a number equals any number of that value, int or float (``3`` matches ``3.0``), never a
+  bool: a closed ``RangeFloat`` — exact for every value below 2**53 in magnitude; an integral
+  value from 2**53 on is an integer ``MatchValue`` instead (a float range would also match
+  its neighbours, since they round to the same float: 2**53 + 1 to 2**53), which matches
+  integer payloads exactly (a float payload of such a value is not matched);
+* membership splits its values into the same conditions, joined by ``should``;
+* ``And`` is ``must``, ``Or`` is ``should``.
+
+As on a server, a condition matches each element of an array value; keep filtered fields scalar.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range, Scalar
+from lfm_retrieval_qdrant.layout import field_path
+
+#: Integers below this magnitude are exact as floats, and no other integer rounds to them.
+EXACT_FLOAT_INT = 2**53
+
+
+def _equals(path: str, value: Scalar) -> Any:
+    if isinstance(value, bool):
+        return qe.FieldCondition(key=path, match=qe.MatchValue(np.bool_(value)))
+    if isinstance(value, str):
+        return qe.FieldCondition(key=path, match=qe.MatchValue(value))
+    if float(value).is_integer() and abs(value) >= EXACT_FLOAT_INT:
+        return qe.FieldCondition(key=path, match=qe.MatchValue(int(value)))
+    return qe.FieldCondition(key=path, range=qe.RangeFloat(gte=float(value), lte=float(value)))
+
+
+def _member(path: str, values: tuple[Scalar, ...]) -> Any:
+    strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    # keyed by type too: True == 1 in Python, but a bool and a number are different values here
+    others = [v for _, v in dict.fromkeys((isinstance(v, bool), v) for v in values if not isinstance(v, str))]
+    conditions: list[Any] = []
+    if strings:
+        match = qe.MatchAny(strings) if len(strings) > 1 else qe.MatchValue(strings[0])
+        conditions.append(qe.FieldCondition(key=path, match=match))
+    conditions.extend(_equals(path, v) for v in others)
+    return conditions[0] if len(conditions) == 1 else qe.Filter(should=conditions)
+
+
+def _bound(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def condition(node: Node) -> Any:
+    """One qdrant-edge condition (a field condition or a nested filter) for a filter node."""
+    if isinstance(node, And):
+        return qe.Filter(must=[condition(item) for item in node.items])
+    if isinstance(node, Or):
+        return qe.Filter(should=[condition(item) for item in node.items])
+    path = field_path(node.field)
+    if isinstance(node, Eq):
+        return _equals(path, node.value)
+    if isinstance(node, In):
+        return _member(path, node.values)
+    if isinstance(node, Range):
+        bounds = {"gt": node.gt, "gte": node.gte, "lt": node.lt, "lte": node.lte}
+        return qe.FieldCondition(key=path, range=qe.RangeFloat(**{k: _bound(v) for k, v in bounds.items()}))
+    raise TypeError(f"not a filter node: {node!r}")
+
+
+def to_edge(node: Node | None) -> Any:
+    """The ``qdrant_edge.Filter`` of a parsed portable filter (None for no filter)."""
+    if node is None:
+        return None
+    translated = condition(node)
+    return translated if isinstance(translated, qe.Filter) else qe.Filter(must=[translated])
