@@ -151,3 +151,17 @@ def test_readme_command_matches_compose_file(services):
         milvus = urlsplit(env["LFM_TEST_MILVUS_URI"])
         assert milvus.scheme == "milvus" and milvus.hostname == "127.0.0.1"
         assert milvus.port == host_port(services["milvus"], 19530)
+
+
+def test_serve_service_builds_the_server_and_waits_for_qdrant(services):
+    serve = services["serve"]
+    assert serve.get("profiles") == ["serve"], "the server must not start with the test databases"
+    dockerfile = DOCKER.parent / serve["build"]["dockerfile"]
+    assert (DOCKER / serve["build"]["context"]).resolve() == DOCKER.parent and dockerfile.is_file()
+    entrypoint = next(line for line in dockerfile.read_text().splitlines() if line.startswith("ENTRYPOINT"))
+    assert '"lfm-retrieval", "serve"' in entrypoint and '"0.0.0.0"' in entrypoint and '"8080"' in entrypoint
+    assert host_port(serve, 8080) == 8080
+    assert any(arg.startswith("--store=") and "qdrant://qdrant:6333/" in arg for arg in serve["command"])
+    assert any(str(volume).endswith(":/models:ro") for volume in serve["volumes"])
+    assert "/health" in " ".join(serve["healthcheck"]["test"])
+    assert serve["depends_on"]["qdrant"]["condition"] == "service_healthy"

