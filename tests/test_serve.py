@@ -205,6 +205,7 @@ def test_health_info_metrics(server: Server) -> None:
     assert server.client.get("/health").json() == {"status": "ok"}
     info = server.client.get("/info").json()
     assert info["models"]["dense"]["dimension"] > 0 and info["stores"]["hybrid"]["kind"] == "hybrid"
+    assert info["models"]["dense"]["query_precision"] == "float32"  # a small model: "auto" keeps float32
     post(server, "/embed", {"inputs": TEXTS, "prompt_name": "query"})
     metrics = server.client.get("/metrics").text
     for name in ('lfm_queue_depth{model="dense"}', 'lfm_batch_texts_bucket{le="4.0",model="dense"}'):

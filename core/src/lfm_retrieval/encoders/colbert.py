@@ -49,7 +49,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         backend: Backend = "auto",
         device: str | None = None,
         dtype: torch.dtype | None = None,
-        quantize: Quantize = None,
+        quantize: Quantize = "auto",
         batch_size: int = 32,
         max_batch_tokens: int = 16384,
         chunk_size: int = 1024,
@@ -92,6 +92,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         place(self.model, dtype, quantize)
         self.max_padding = choose_max_padding(self.model, max_padding)
         self.dimension = embedding_dimension(self.model)
+        self._prepare_int8_queries(quantize, dtype)
 
     def encode_queries(self, texts: Iterable[str]) -> list[np.ndarray]:
         """Query-side token vectors: one (query_length, dim) array per text; concurrent callers
@@ -117,13 +118,12 @@ class ColBERTEncoder(Encoder[np.ndarray]):
 
     def _encode_batch(self, texts: list[str], side: Side) -> list[np.ndarray]:
         # Query-expansion tokens have mask 0 but are scored: not padding, never zeroed.
-        set_zero_padding(self.model, side is Side.DOCUMENT)
+        model = self._model_for(side)
+        set_zero_padding(model, side is Side.DOCUMENT)
         if self.backend == "pylate":
-            arrays = self.model.encode(
-                texts, is_query=side is Side.QUERY, batch_size=len(texts), show_progress_bar=False
-            )
+            arrays = model.encode(texts, is_query=side is Side.QUERY, batch_size=len(texts), show_progress_bar=False)
         else:
-            encode = self.model.encode_query if side is Side.QUERY else self.model.encode_document
+            encode = model.encode_query if side is Side.QUERY else model.encode_document
             arrays = encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
         return [np.asarray(array, dtype=np.float32) for array in arrays]
 

@@ -44,7 +44,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         *,
         device: str | None = None,
         dtype: torch.dtype | None = None,
-        quantize: Quantize = None,
+        quantize: Quantize = "auto",
         batch_size: int = 32,
         max_batch_tokens: int = 16384,
         chunk_size: int = 1024,
@@ -73,6 +73,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         self.prompts = {side: prompts.get(side.value) or "" for side in Side}
         self.dimension = embedding_dimension(self.model)
         self.max_length: int = self.model.max_seq_length
+        self._prepare_int8_queries(quantize, dtype)
 
     def encode_queries(self, texts: Iterable[str]) -> np.ndarray:
         """Query-side vectors, shape (n, dimension); concurrent callers share model calls."""
@@ -93,7 +94,8 @@ class DenseEncoder(Encoder[np.ndarray]):
         return [min(n, self.max_length) for n in full], sum(n > self.max_length for n in full)
 
     def _encode_batch(self, texts: list[str], side: Side) -> list[np.ndarray]:
-        encode = self.model.encode_query if side is Side.QUERY else self.model.encode_document
+        model = self._model_for(side)
+        encode = model.encode_query if side is Side.QUERY else model.encode_document
         vectors = encode(
             texts,
             batch_size=len(texts),

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
+import logging
+import time
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from lfm_retrieval.errors import ModelLoadError
-from lfm_retrieval.int8 import quantize_linear_layers
+from lfm_retrieval.int8 import Int8Linear, quantize_linear_layers
 from lfm_retrieval.models import Lfm2BidirectionalModel, is_bidirectional_backbone, is_bidirectional_checkpoint
 
 WEIGHT_FILES = (
@@ -19,7 +24,23 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 
-Quantize = Literal["int8"] | None
+# None: float32 (or ``dtype``) everywhere; "int8": int8 Linear layers everywhere (CPU);
+# "queries": int8 for the query side only, documents in float32 (CPU);
+# "auto": "queries" where it pays and agrees (see :func:`wants_int8_queries`), else None.
+Quantize = Literal["int8", "queries", "auto"] | None
+QUANTIZE_CHOICES = (None, "int8", "queries", "auto")
+# "auto" makes queries int8 on CPU for models with at least this many Linear weights: measured in
+# benchmarks/encoder/query_latency.py (README, "Queries on CPU"), where int8 pays for a 350M model and
+# changes nothing that matters for MiniLM-size models, whose time is not in their matmuls.
+INT8_QUERIES_MIN_LINEAR_WEIGHTS = 100_000_000
+# ... and keeps them int8 only when they agree with float32 on real text (mean cosine).
+INT8_QUERIES_MIN_AGREEMENT = 0.99
+# ... on a CPU whose int8 matmul beats its float32 matmul by at least this much (the rest of an
+# int8 layer, quantising activations and rescaling, costs time that float32 does not spend).
+# CPUs with int8 dot-product instructions (VNNI, AMX) measure 3-4x; AVX2-only CPUs measure
+# 0.03-0.1x (int8 20-30x slower): benchmarks/encoder/query_latency.py.
+INT8_MIN_MATMUL_SPEEDUP = 1.5
+logger = logging.getLogger("lfm_retrieval")
 
 
 def looks_like_path(model: str) -> bool:
@@ -184,11 +205,12 @@ def choose_max_padding(model: torch.nn.Module, requested: float | None) -> float
 
 def load_device(device: str | None, dtype: torch.dtype | None, quantize: Quantize) -> str | None:
     """Check the placement options before anything is loaded; the device to load on."""
-    if quantize not in (None, "int8"):
-        raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
-    if quantize == "int8":
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be None, 'int8', 'queries' or 'auto', not {quantize!r}")
+    if quantize in ("int8", "queries"):
         if (device or "cpu") != "cpu" or dtype not in (None, torch.float32):
-            raise ValueError("quantize='int8' runs on the CPU in float32; drop device/dtype or quantize")
+            raise ValueError(f"quantize={quantize!r} runs on the CPU in float32; drop device/dtype or quantize")
+        check_int8_pays(quantize)
         return "cpu"
     return device
 
@@ -200,3 +222,71 @@ def place(model: torch.nn.Module, dtype: torch.dtype | None, quantize: Quantize)
     elif dtype is not None:
         model.to(dtype)
     return model.eval()
+
+
+def linear_weights(model: torch.nn.Module) -> int:
+    """How many weights the model's ``nn.Linear`` layers hold (what int8 speeds up)."""
+    return sum(m.weight.numel() for m in model.modules() if type(m) is torch.nn.Linear)
+
+
+@functools.cache
+def int8_matmul_speedup() -> float:
+    """How many times faster torch's int8 matmul is than float32 on this CPU, at a query's shape
+    (32 tokens x 1024 -> 1024, the layout :class:`~lfm_retrieval.int8.Int8Linear` uses); best of
+    three, measured once per process in a few tens of milliseconds (seconds where int8 is slow)."""
+    rows, width = 32, 1024
+    a8 = torch.randint(-127, 128, (rows, width), dtype=torch.int8)
+    w8 = torch.randint(-127, 128, (width, width), dtype=torch.int8)
+    a32, w32 = a8.float(), w8.float()
+
+    def best(op) -> float:
+        op()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            op()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with torch.inference_mode():
+        return best(lambda: a32 @ w32) / best(lambda: torch._int_mm(a8, w8))
+
+
+def check_int8_pays(quantize: Quantize) -> None:
+    """Warn when int8 was asked for on a CPU where it is slower than float32."""
+    if quantize in ("int8", "queries") and (speedup := int8_matmul_speedup()) < INT8_MIN_MATMUL_SPEEDUP:
+        logger.warning(
+            "quantize=%r on a CPU whose int8 matmul runs at %.2fx float32's (no int8 dot-product "
+            "instructions): encoding will be slower than float32, not faster",
+            quantize, speedup,
+        )  # fmt: skip
+
+
+def wants_int8_queries(model: torch.nn.Module, quantize: Quantize, dtype: torch.dtype | None) -> bool:
+    """Whether to build an int8 copy for the query side: asked for (``"queries"``), or ``"auto"``
+    on a CPU-resident float32 model with at least :data:`INT8_QUERIES_MIN_LINEAR_WEIGHTS`, on a
+    CPU whose int8 matmul is at least :data:`INT8_MIN_MATMUL_SPEEDUP` times float32's."""
+    if quantize == "queries":
+        return True
+    if quantize != "auto" or dtype not in (None, torch.float32):
+        return False
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    return (
+        on_cpu
+        and linear_weights(model) >= INT8_QUERIES_MIN_LINEAR_WEIGHTS
+        and int8_matmul_speedup() >= INT8_MIN_MATMUL_SPEEDUP
+    )
+
+
+def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose Linear layers are int8 and which shares every other tensor with it
+    (embeddings, norms, convolutions): the copy costs one byte per Linear weight."""
+    shared = {id(tensor): tensor for tensor in chain(model.parameters(), model.buffers())}
+    clone = copy.deepcopy(model, memo=shared)
+    quantize_linear_layers(clone)
+    return clone.eval()
+
+
+def is_int8(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s Linear layers are int8."""
+    return any(isinstance(m, Int8Linear) for m in model.modules())

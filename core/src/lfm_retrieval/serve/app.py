@@ -199,7 +199,12 @@ class Service:
         models = {}
         for kind, encoder in (("dense", self.dense), ("colbert", self.colbert)):
             if encoder is not None:
-                models[kind] = {"model": encoder.model_id, "path": encoder.model_name, "dimension": encoder.dimension}
+                models[kind] = {
+                    "model": encoder.model_id,
+                    "path": encoder.model_name,
+                    "dimension": encoder.dimension,
+                    "query_precision": encoder.query_precision,
+                }
         stores = {name: {"kind": store.kind, "uri": store.uri} for name, store in self.stores.items()}
         return {"models": models, "stores": stores, "sides": ["query", "document"], "limits": asdict(self.limits)}
 

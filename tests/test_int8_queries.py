@@ -1,0 +1,113 @@
+"""int8 queries on CPU: an int8 copy of the model for the query side only, kept where it agrees."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from lfm_retrieval import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.encoders import loading
+from lfm_retrieval.int8 import Int8Linear
+from lfm_retrieval.testing import build_minilm_colbert
+from sample_texts import TEXTS
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.sum(a * b, axis=1)))
+
+
+def test_queries_int8_documents_float32_on_real_text(minilm_path):
+    fp32 = DenseEncoder(str(minilm_path), device="cpu", quantize=None)
+    mixed = DenseEncoder(str(minilm_path), quantize="queries")
+    assert mixed.query_precision == "int8" and fp32.query_precision == "float32"
+    assert not [m for m in mixed.model.modules() if isinstance(m, Int8Linear)], "documents keep float32"
+    assert not [m for m in mixed.query_model.modules() if type(m) is torch.nn.Linear], "queries are all int8"
+    # documents are the float32 model's vectors exactly; queries agree at cosine >= 0.99, and differ
+    assert np.abs(mixed.encode_documents(TEXTS) - fp32.encode_documents(TEXTS)).max() < 1e-6
+    queries, reference = mixed.encode_queries(TEXTS), fp32.encode_queries(TEXTS)
+    assert _mean_cosine(queries, reference) >= 0.99
+    assert np.abs(queries - reference).max() > 1e-6
+    assert mixed.query_int8_agreement >= 0.99
+
+
+def test_the_int8_copy_shares_every_tensor_but_the_linear_weights(minilm_path):
+    encoder = DenseEncoder(str(minilm_path), quantize="queries")
+    original = {p.data_ptr() for p in encoder.model.parameters()}
+    copied = [b for m in encoder.query_model.modules() if not isinstance(m, Int8Linear) for b in m.parameters(False)]
+    assert copied and all(p.data_ptr() in original for p in copied)
+    int8_bytes = sum(m.weight_t.numel() for m in encoder.query_model.modules() if isinstance(m, Int8Linear))
+    assert int8_bytes == loading.linear_weights(encoder.model)
+
+
+def test_auto_leaves_small_models_in_float32(minilm_path):
+    assert loading.linear_weights(DenseEncoder(str(minilm_path), quantize=None).model) < 100_000_000
+    encoder = DenseEncoder(str(minilm_path))  # quantize="auto" is the default
+    assert encoder.query_model is None and encoder.query_precision == "float32"
+
+
+@pytest.fixture
+def int8_pays(monkeypatch):
+    """This CPU's int8 matmul as fast as one with int8 dot-product instructions (4x float32)."""
+    monkeypatch.setattr(loading, "int8_matmul_speedup", lambda: 4.0)
+
+
+def test_the_int8_matmul_speedup_is_measured():
+    speedup = loading.int8_matmul_speedup()
+    assert 0.0 < speedup < 100.0 and loading.int8_matmul_speedup() == speedup, "measured once per process"
+
+
+def test_auto_makes_large_cpu_models_queries_int8(minilm_path, monkeypatch, int8_pays):
+    monkeypatch.setattr(loading, "INT8_QUERIES_MIN_LINEAR_WEIGHTS", 1_000_000)
+    encoder = DenseEncoder(str(minilm_path))
+    assert encoder.query_precision == "int8" and encoder.query_int8_agreement >= 0.99
+    # not when the model is asked for in another dtype
+    assert DenseEncoder(str(minilm_path), dtype=torch.bfloat16).query_model is None
+
+
+def test_auto_keeps_float32_queries_where_int8_matmuls_are_slow(minilm_path, monkeypatch, caplog):
+    monkeypatch.setattr(loading, "INT8_QUERIES_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr(loading, "int8_matmul_speedup", lambda: 0.05)
+    assert DenseEncoder(str(minilm_path)).query_model is None
+    with caplog.at_level(logging.WARNING, logger="lfm_retrieval"):
+        asked = DenseEncoder(str(minilm_path), quantize="queries")
+    assert asked.query_precision == "int8", "asked for explicitly: done, with a warning"
+    assert any("slower than float32" in r.message and "0.05x" in r.message for r in caplog.records)
+
+
+def test_auto_keeps_float32_queries_where_int8_does_not_agree(minilm_path, monkeypatch, caplog, int8_pays):
+    monkeypatch.setattr(loading, "INT8_QUERIES_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr("lfm_retrieval.encoders.base.INT8_QUERIES_MIN_AGREEMENT", 1.01)
+    encoder = DenseEncoder(str(minilm_path))
+    assert encoder.query_model is None and encoder.query_precision == "float32"
+    assert encoder.query_int8_agreement is not None and encoder.query_int8_agreement < 1.01
+    with caplog.at_level(logging.WARNING, logger="lfm_retrieval"):
+        asked = DenseEncoder(str(minilm_path), quantize="queries")
+    assert asked.query_precision == "int8", "asked for explicitly: kept, with a warning"
+    assert any("int8 queries agree" in r.message for r in caplog.records)
+
+
+def test_concurrent_and_batched_queries_equal_one_by_one_on_the_int8_copy(minilm_path):
+    encoder = DenseEncoder(str(minilm_path), quantize="queries")
+    alone = np.stack([encoder.encode_queries([t])[0] for t in TEXTS])
+    assert np.abs(encoder.encode_queries(TEXTS) - alone).max() < 1e-5
+
+
+def test_queries_refuse_a_gpu_and_unknown_modes_are_named(minilm_path):
+    with pytest.raises(ValueError, match="quantize='queries' runs on the CPU"):
+        DenseEncoder(str(minilm_path), device="cuda", quantize="queries")
+    with pytest.raises(ValueError, match="quantize must be None, 'int8', 'queries' or 'auto', not 'int4'"):
+        DenseEncoder(str(minilm_path), quantize="int4")
+
+
+def test_colbert_queries_int8_documents_float32(minilm_path, tmp_path):
+    path = str(build_minilm_colbert(tmp_path / "minilm-colbert", minilm_path))
+    fp32 = ColBERTEncoder(path, device="cpu", quantize=None)
+    mixed = ColBERTEncoder(path, quantize="queries")
+    for a, b in zip(mixed.encode_documents(TEXTS), fp32.encode_documents(TEXTS), strict=True):
+        assert np.abs(a - b).max() < 1e-6
+    queries, reference = mixed.encode_queries(TEXTS), fp32.encode_queries(TEXTS)
+    assert _mean_cosine(np.concatenate(queries), np.concatenate(reference)) >= 0.99
+    assert mixed.query_int8_agreement >= 0.99
