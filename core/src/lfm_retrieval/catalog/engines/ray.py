@@ -35,6 +35,7 @@ from lfm_retrieval.catalog.sources import file_format
 from lfm_retrieval.catalog.summary import Summary, position_order
 from lfm_retrieval.catalog.targets import vector_field
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.encoders.loading import is_int8
 from lfm_retrieval.errors import BadRecordError, LFMRetrievalError
 
 if TYPE_CHECKING:
@@ -236,6 +237,8 @@ class RayEngine:
             "batch_size": encoder.batch_size,
             "max_batch_tokens": encoder.max_batch_tokens,
             "chunk_size": encoder.chunk_size,
+            # actors encode documents only: the driver's document precision, and no int8 query copy
+            "quantize": "int8" if device == "cpu" and is_int8(encoder.model) else None,
         }
         if isinstance(encoder, DenseEncoder):
             kwargs["normalize"] = encoder.normalize
