@@ -115,6 +115,9 @@ class RayEngine:
         context.enable_progress_bars = bool(job.progress)
         context.actor_task_retry_on_errors = False  # a Python error in a batch is not transient
         context.max_map_retries = 0
+        # the error a stage raised (e.g. StoreUnavailableError naming the store), not Ray's UserCodeException
+        # wrapper, whose pickled copy on the driver has lost the original as its cause
+        context.raise_original_map_exception = True
         task_args = {"num_cpus": TASK_CPUS, "max_retries": self.retries}
 
         driver_writes = self.driver_writes or any(urlsplit(t.store.uri).scheme not in SERVER_SCHEMES for t in targets)
