@@ -187,6 +187,15 @@ def last_line(log: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
+PYTEST_SUMMARY = re.compile(r"\b\d+ (passed|failed|errors?|skipped|deselected)\b.* in [\d.]+s")
+
+
+def pytest_summary(log: Path) -> str:
+    """pytest's closing summary line (clients may log after it, e.g. gRPC's GOAWAY notices), else the last line."""
+    lines = log.read_text().rstrip().splitlines() if log.exists() else []
+    return next((line.strip() for line in reversed(lines) if PYTEST_SUMMARY.search(line)), last_line(log))
+
+
 def uv() -> Path:
     found = Path(sys.executable).parent / "uv"
     return found if found.exists() else Path(shutil.which("uv") or "uv")
@@ -224,7 +233,7 @@ def check(dist: Distribution, core: Distribution, resolution: str, sources: list
     if code == IMPORT_FAILED:
         return False, f"import failed: {last_line(log)} (see {log})\n    {versions}"
     passed = code == 0
-    summary = last_line(log)
+    summary = pytest_summary(log)
     if passed and not re.search(r"\b\d+ passed\b", summary):
         return False, f"tests ran nothing: {summary} (see {log})\n    {versions}"
     return passed, f"{summary.strip('= ')}{'' if passed else f' (see {log})'}\n    {versions}"
