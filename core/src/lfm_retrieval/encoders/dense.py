@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sentence_transformers import SentenceTransformer
 
 from lfm_retrieval.encoders.base import Encoder, logger, stack
 from lfm_retrieval.encoders.batching import Side
@@ -22,6 +22,9 @@ from lfm_retrieval.encoders.loading import (
     set_zero_padding,
 )
 from lfm_retrieval.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 LFM25_EMBEDDING = "LiquidAI/LFM2.5-Embedding-350M"
 
@@ -56,6 +59,10 @@ class DenseEncoder(Encoder[np.ndarray]):
         self.normalize = normalize  # False: the raw pooled vector (cosine ranks the same)
         device = load_device(device, dtype, quantize)
         local_st_config(self.model_name)
+        # imported here: sentence-transformers pulls scikit-learn and SciPy (~5 s on a small CPU), which
+        # processes that import the package but build no dense encoder (Ray tasks, the CLI) never need
+        from sentence_transformers import SentenceTransformer
+
         self.model: SentenceTransformer = load_or_explain(self.model_name, SentenceTransformer, device=device)
         is_lfm25 = check_backbone(self.model, self.model_name)
         place(self.model, dtype, quantize)
