@@ -356,8 +356,7 @@ def test_a_store_that_stops_answering_fails_the_run_naming_it_and_a_rerun_resume
 
     rows = catalog(80)
     server = contextlib.ExitStack()
-    # timeout=2: each attempt on the stopped server gives up after 2 s, not the default 10
-    uri = pg_uri(server.enter_context(embedded_postgres(tmp_path / "pg")), "products") + "&timeout=2"
+    uri = pg_uri(server.enter_context(embedded_postgres(tmp_path / "pg")), "products")
     original, calls = ray_stages.Apply.__call__, {"n": 0}
 
     def stop_after_two(self, stores, table):
@@ -373,7 +372,7 @@ def test_a_store_that_stops_answering_fails_the_run_naming_it_and_a_rerun_resume
         job(dense_encoder, store, ray_engine(driver_writes=True)).run(rows)
     monkeypatch.undo()
     with embedded_postgres(tmp_path / "pg") as dsn:
-        store = open_store(pg_uri(dsn, "products") + "&timeout=2")
+        store = open_store(pg_uri(dsn, "products"))
         written = store.count()
         assert written >= 32
         summary = job(dense_encoder, store, ray_engine()).run(rows)

@@ -127,7 +127,7 @@ class RayEngine:
             if urlsplit(uri).scheme in SERVER_SCHEMES:
                 lookups.append(st.Lookup(uri, kind))
             else:
-                snapshot = ray.remote(num_cpus=0, max_restarts=self.retries)(st.FingerprintSnapshot)
+                snapshot = ray.remote(num_cpus=0, max_restarts=self.retries)(st.fingerprint_snapshot_class())
                 lookups.append(st.Lookup(uri, kind, snapshot.remote(target.store.fingerprints())))
         batch_size = self.batch_size or job.batch_size
         prepare = st.Prepare(preparer, tuple(t.identity for t in targets), rows_per_block=batch_size)

@@ -146,15 +146,21 @@ def named(uri: str, action: str, exc: Exception) -> Exception:
     return StoreUnavailableError(f"store {uri!r} failed to {action}: {type(exc).__name__}: {exc}")
 
 
-class FingerprintSnapshot:
-    """A Ray actor holding one store's fingerprints, for stores Ray workers cannot open
-    (in-process and embedded stores): one copy in one actor, asked per batch."""
+def fingerprint_snapshot_class() -> type:
+    """The class of a Ray actor holding one store's fingerprints, for stores Ray workers cannot
+    open (in-process and embedded stores): one copy in one actor, asked per batch.
 
-    def __init__(self, fingerprints: dict[str, str]) -> None:
-        self.fingerprints = fingerprints
+    Defined in a function so Ray ships the class by value: its actor process then imports
+    nothing of this package (torch, transformers), which costs ~7 s of CPU on a 2-core machine."""
 
-    def lookup(self, keys: list[str]) -> dict[str, str]:
-        return {key: self.fingerprints[key] for key in keys if key in self.fingerprints}
+    class FingerprintSnapshot:
+        def __init__(self, fingerprints: dict[str, str]) -> None:
+            self.fingerprints = fingerprints
+
+        def lookup(self, keys: list[str]) -> dict[str, str]:
+            return {key: self.fingerprints[key] for key in keys if key in self.fingerprints}
+
+    return FingerprintSnapshot
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ class Lookup:
 
     uri: str
     kind: str
-    snapshot: Any = None  # an actor handle of FingerprintSnapshot
+    snapshot: Any = None  # an actor handle of fingerprint_snapshot_class()
 
     def __call__(self, keys: list[str]) -> dict[str, str]:
         if self.snapshot is not None:
