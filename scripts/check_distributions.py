@@ -268,7 +268,10 @@ def main() -> int:
 
     def one(dist: Distribution, resolution: str) -> None:
         t0 = time.monotonic()
-        ok, summary = check(dist, core, resolution, sources, logs)
+        try:
+            ok, summary = check(dist, core, resolution, sources, logs)
+        except BaseException as exc:  # e.g. SystemExit for an unpinned test tool: in a thread it would pass unseen
+            ok, summary = False, f"the check itself failed: {type(exc).__name__}: {exc}"
         verdict = "PASS" if ok else "FAIL"
         sys.stdout.write(f"{verdict} {dist.label} [{resolution}] {time.monotonic() - t0:.0f}s: {summary}\n")
         sys.stdout.flush()
