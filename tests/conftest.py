@@ -24,7 +24,8 @@ ONE_STACK_PACKAGES = (
 
 def _pins(stack: str) -> dict[str, str]:
     lines = (STACKS / f"{stack}.txt").read_text().splitlines()
-    return dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
+    pins = (line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
+    return {name.strip().lower().replace("_", "-"): version.strip() for name, version in pins}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -59,7 +59,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         self.normalize = normalize  # False: the raw pooled vector (cosine ranks the same)
         device = load_device(device, dtype, quantize)
         local_st_config(self.model_name)
-        # imported here: sentence-transformers pulls scikit-learn and SciPy (~5 s on a small CPU), which
+        # imported here: sentence-transformers adds scikit-learn and more (~2 s a process on 2 cores), which
         # processes that import the package but build no dense encoder (Ray tasks, the CLI) never need
         from sentence_transformers import SentenceTransformer
 
