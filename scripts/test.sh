@@ -24,7 +24,7 @@ for stack in $stacks; do
     [ -e "$project" ] && editables+=(-e "$(dirname "$project")")
   done
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "${editables[@]}" || exit 1
-  # Tests marked one_stack (store adapters, kill-and-resume, the Ray engine) run on the latest
+  # Tests marked one_stack (Milvus and pgvector adapters, kill-and-resume, the Ray engine) run on the latest
   # stack only while the stacks pin their store clients and Ray alike (tests/conftest.py).
   LFM_STACK=$stack "$venv/bin/python" -m pytest -p no:cacheprovider "$@" || status=1
 done
