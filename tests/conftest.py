@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -25,7 +26,7 @@ ONE_STACK_PACKAGES = (
 def _pins(stack: str) -> dict[str, str]:
     lines = (STACKS / f"{stack}.txt").read_text().splitlines()
     pins = (line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
-    return {name.strip().lower().replace("_", "-"): version.strip() for name, version in pins}
+    return {canonicalize_name(name): version.strip() for name, version in pins}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
