@@ -74,3 +74,12 @@ def test_errors_are_one_clear_line_not_a_traceback(dense_path, tmp_path):
     assert bad_mode.exit_code == 2 and "--mode must be one of" in bad_mode.output
     no_model = runner.invoke(app, ["search", "x", "--model", str(Path(tmp_path) / "no-such-model")])
     assert no_model.exit_code == 2 and "no-such-model" in no_model.output
+    bad_dtype = runner.invoke(app, ["serve", "--model", str(dense_path), "--dtype", "float64"])
+    assert bad_dtype.exit_code == 2 and "--dtype must be one of float32, bfloat16, float16" in bad_dtype.output
+
+
+def test_serve_dtype_casts_the_served_model(dense_path):
+    from lfm_retrieval.cli import _encoder
+
+    assert _encoder(str(dense_path), "cpu", False, "bfloat16").query_precision == "bfloat16"
+    assert _encoder(str(dense_path), "cpu", False).query_precision == "float32"

@@ -93,3 +93,16 @@ def test_exact_maxsim_index_equals_maxsim_scores():
         expected = maxsim_scores([query], docs)[0]
         assert np.allclose(index.scores(query), expected, atol=1e-4)
         assert [r.index for r in index.search(query, k=7)] == list(np.argsort(-expected, kind="stable")[:7])
+
+
+def test_exact_maxsim_on_a_torch_device_equals_numpy():
+    """The device path (torch; here on the CPU, on CUDA in benchmarks/gpu) gives NumPy's scores."""
+    from lfm_retrieval.scoring import ExactMaxSim
+
+    rng = np.random.default_rng(4)
+    docs = [rng.normal(size=(int(rng.integers(1, 30)), 8)).astype(np.float32) for _ in range(200)]
+    on_numpy, on_torch = ExactMaxSim(docs, block_tokens=64), ExactMaxSim(docs, block_tokens=50, device="cpu")
+    for _ in range(3):
+        query = rng.normal(size=(5, 8)).astype(np.float32)
+        assert np.allclose(on_torch.scores(query), on_numpy.scores(query), atol=1e-4)
+        assert [r.index for r in on_torch.search(query, k=7)] == [r.index for r in on_numpy.search(query, k=7)]

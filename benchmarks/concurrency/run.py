@@ -6,10 +6,14 @@ calling ``encode_queries([q])`` (the micro-batcher coalesces them). Same queries
 configurations alternate within each of ``--repeats`` rounds; medians (and the ratio's
 min-max over rounds) are reported with the load average before and after.
 
-    python benchmarks/concurrency/run.py [--model lfm25-random|minilm] [--queries 96]
+    python benchmarks/concurrency/run.py [--model lfm25-random|lfm25-colbert-random|minilm] [--queries 96]
+        [--device cpu|cuda] [--dtype bfloat16] [--maxsim-docs 10000]
 
 ``lfm25-random``: the real-size LFM2.5-Embedding architecture with random weights, built as
-benchmarks/encoder/run.py builds it (real compute cost); ``minilm``: the real all-MiniLM-L6-v2.
+benchmarks/encoder/run.py builds it (real compute cost); ``minilm``: the real all-MiniLM-L6-v2;
+``lfm25-colbert-random``: the real-size LFM2.5-ColBERT architecture, where each call is a query
+encoded and then searched by exact MaxSim over ``--maxsim-docs`` cached documents (random unit
+token vectors of the catalog's length mix, held on ``--device`` by ``ExactMaxSim``).
 """
 
 from __future__ import annotations
@@ -21,21 +25,38 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from load import alternate, load_average, make_queries, model_path, print_table, token_lengths
 
-from lfm_retrieval import DenseEncoder
+from lfm_retrieval import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.scoring import ExactMaxSim
+
+# Document token counts of a catalog (titles to long descriptions), as benchmarks/encoder/run.py mixes them.
+DOCUMENT_LENGTHS = [(16, 0.35), (48, 0.25), (128, 0.2), (256, 0.12), (500, 0.08)]
 
 
-def load_encoder(model: str) -> DenseEncoder:
-    return DenseEncoder(model_path(model), device="cpu", batch_size=64)
+def load_encoder(model: str, device: str, dtype: str | None) -> DenseEncoder | ColBERTEncoder:
+    kind = ColBERTEncoder if model == "lfm25-colbert-random" else DenseEncoder
+    return kind(model_path(model), device=device, dtype=getattr(torch, dtype) if dtype else None, batch_size=64)
+
+
+def cached_documents(count: int, dimension: int, seed: int = 0) -> list[np.ndarray]:
+    """Random unit token vectors standing in for ``count`` encoded documents (MaxSim's cost, not its ranking)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice([n for n, _ in DOCUMENT_LENGTHS], size=count, p=[w for _, w in DOCUMENT_LENGTHS])
+    docs = [rng.standard_normal((int(n), dimension), dtype=np.float32) for n in lengths]
+    return [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=["lfm25-random", "minilm"], default="lfm25-random")
+    parser.add_argument("--model", choices=["lfm25-random", "lfm25-colbert-random", "minilm"], default="lfm25-random")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: as loaded (float32)")
+    parser.add_argument("--maxsim-docs", type=int, default=10_000, help="ColBERT: cached documents each query searches")
     parser.add_argument("--queries", type=int, default=96)
     parser.add_argument("--callers", default="1,8,32")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each")
@@ -49,29 +70,43 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     load_before = load_average()
-    encoder = load_encoder(args.model)
+    encoder = load_encoder(args.model, args.device, args.dtype)
     encoder.set_query_batching(max_wait_s=args.max_wait_ms / 1000, max_batch_texts=64)
     queries = make_queries(args.queries, single_length_of=token_lengths(encoder) if args.lengths == "single" else None)
     distinct = len(set(token_lengths(encoder)(queries)))
-    serial = ("serial batch-of-one (direct, no batcher)", 1, lambda q: list(encoder.stream_queries([q])))
+    index = None
+    if isinstance(encoder, ColBERTEncoder):
+        index = ExactMaxSim(cached_documents(args.maxsim_docs, encoder.dimension), device=args.device)
+
+    def answered(vectors: list) -> object:  # ColBERT: the query's top 10 by MaxSim over the cached documents
+        return index.search(vectors[0], k=10) if index is not None else vectors
+
+    what = "encode" + (f" + MaxSim over {args.maxsim_docs} documents" if index is not None else "")
+    serial = (f"serial batch-of-one {what} (no batcher)", 1, lambda q: answered(list(encoder.stream_queries([q]))))
     configs = [serial]
     for callers in [int(c) for c in args.callers.split(",")]:
-        configs.append(("encode_queries via micro-batcher", callers, lambda q: encoder.encode_queries([q])))
+        configs.append((f"micro-batcher {what}", callers, lambda q: answered(encoder.encode_queries([q]))))
     calls_before, batches_before = encoder.stats.model_calls, encoder.query_batcher.stats.batches
     with torch.inference_mode():
-        list(encoder.stream_queries(queries[:4]))  # warm-up
+        for query in queries[:4]:  # warm-up
+            configs[0][2](query)
+            configs[-1][2](query)
         rows = alternate(configs, queries, args.repeats, lambda: encoder.stats.model_calls)
     total_calls = encoder.stats.model_calls - calls_before
     load_after = load_average()
-    print(f"model {args.model}, {len(queries)} queries of {distinct} token lengths, {torch.get_num_threads()} threads")
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    precision = args.dtype or "float32"
+    print(f"model {args.model} ({precision}) on {device}, {len(queries)} queries of {distinct} token lengths")
     print(f"load average before: {load_before}   after: {load_after}")
     print_table(rows)
     batches = encoder.query_batcher.stats.batches - batches_before
     print(f"all rounds: {total_calls} model calls; the batcher made {batches} batches")
     result = {
         "model": args.model,
+        "dtype": args.dtype or "float32",
+        "maxsim_docs": args.maxsim_docs if index is not None else None,
         "distinct_token_lengths": distinct,
-        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads()},
+        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": device},
         "load_average_before": load_before,
         "load_average_after": load_after,
         "model_calls_all_rounds": total_calls,
@@ -79,7 +114,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / f"concurrency-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target = out / f"concurrency-{args.model}-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     target.write_text(json.dumps(result, indent=2))
     print(f"wrote {target}")
 

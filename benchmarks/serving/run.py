@@ -10,6 +10,7 @@ Configurations alternate within each of ``--repeats`` rounds (medians reported, 
 average before and after). The server is idle while the in-process baseline runs.
 
     python benchmarks/serving/run.py [--model lfm25-random|minilm] [--queries 64] [--lengths mixed|single]
+        [--device cpu|cuda] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from load import alternate, load_average, make_queries, model_path, paired_p50, 
 from lfm_retrieval import DenseEncoder
 
 
-def start_server(path: str, max_wait_ms: float, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(path: str, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "lfm_retrieval.cli", "serve", "--model", path, "--port", "0"]
-    command += ["--max-wait-ms", str(max_wait_ms), "--max-batch-texts", "64"]
+    command += ["--max-wait-ms", str(args.max_wait_ms), "--max-batch-texts", "64", "--device", args.device]
+    command += ["--dtype", args.dtype] if args.dtype else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 600
@@ -67,16 +69,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--lengths", choices=["mixed", "single"], default="mixed")
+    parser.add_argument("--device", default="cpu", help="where the server and the in-process baseline run")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: as loaded (float32)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load_before = load_average()
     path = model_path(args.model)
-    encoder = DenseEncoder(path, device="cpu", batch_size=64)
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    encoder = DenseEncoder(path, device=args.device, dtype=dtype, batch_size=64)
     lengths = token_lengths(encoder)
     queries = make_queries(args.queries, single_length_of=lengths if args.lengths == "single" else None)
-    process, url = start_server(path, args.max_wait_ms, out / "server.log")
+    process, url = start_server(path, args, out / "server.log")
     try:
         call = http_caller(url)
         serial = ("serial in-process batch-of-one (baseline)", 1, lambda q: list(encoder.stream_queries([q])))
@@ -94,7 +99,10 @@ def main() -> None:
     load_after = load_average()
     overhead = (http_p50 - inprocess_p50) / inprocess_p50
     distinct = len(set(lengths(queries)))
-    print(f"model {args.model}, {len(queries)} queries of {distinct} token lengths, server at {url}")
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    precision = args.dtype or "float32"
+    print(f"model {args.model} ({precision}) on {device}, {len(queries)} queries of {distinct} token lengths")
+    print(f"server at {url}")
     print(f"load average before: {load_before}   after: {load_after}")
     print_table(rows)
     print(
@@ -107,8 +115,9 @@ def main() -> None:
         print(f"server: {stats['count']:.0f} coalesced model calls, {stats['sum'] / stats['count']:.1f} texts each")
     result = {
         "model": args.model,
+        "dtype": args.dtype or "float32",
         "distinct_token_lengths": distinct,
-        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads()},
+        "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": device},
         "load_average_before": load_before,
         "load_average_after": load_after,
         "rows": rows,
@@ -116,7 +125,7 @@ def main() -> None:
         "paired_p50_ms": {"in_process": round(inprocess_p50, 2), "http": round(http_p50, 2)},
         "server_batches": stats,
     }
-    target = out / f"serving-{args.model}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    target = out / f"serving-{args.model}-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     target.write_text(json.dumps(result, indent=2))
     print(f"wrote {target}")
 

@@ -26,6 +26,11 @@ MODEL_HELP = "Model: a Hub id or a local folder (LFM2.5-Embedding-350M by defaul
 Store = Annotated[str, typer.Option("--store", "-s", help=STORE_HELP)]
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: the library's choice)")]
+DTYPES = ("float32", "bfloat16", "float16")
+Dtype = Annotated[
+    str | None,
+    typer.Option(help="float32, bfloat16 or float16 (bfloat16 is the usual choice on a GPU; default: as loaded)"),
+]
 Int8 = Annotated[
     bool,
     typer.Option(
@@ -51,8 +56,18 @@ def _quantize(int8: bool) -> str:
     return "int8" if int8 else "auto"
 
 
-def _encoder(model: str, device: str | None, int8: bool) -> DenseEncoder:
-    return DenseEncoder(model, device=device, quantize=_quantize(int8))
+def _torch_dtype(dtype: str | None) -> Any:
+    if dtype is None:
+        return None
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    import torch
+
+    return getattr(torch, dtype)
+
+
+def _encoder(model: str, device: str | None, int8: bool, dtype: str | None = None) -> DenseEncoder:
+    return DenseEncoder(model, device=device, quantize=_quantize(int8), dtype=_torch_dtype(dtype))
 
 
 def _encoders(mode: str, model: str, colbert: str, device: str | None, int8: bool) -> dict[str, Any]:
@@ -327,6 +342,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 for every interface)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free port, logged at start-up)")] = 8080,
     device: Device = None,
+    dtype: Dtype = None,
     int8: Int8 = False,
     max_inputs: Annotated[int, typer.Option(help="Texts per request (413 above)")] = 256,
     max_body_bytes: Annotated[int, typer.Option(help="Request body size (413 above)")] = 4 << 20,
@@ -350,8 +366,12 @@ def serve(
     with ExitStack() as stack:
         try:
             named = _named_stores(store or [])
-            dense = None if model.lower() == "none" else _encoder(model, device, int8)
-            late = ColBERTEncoder(colbert, device=device, quantize=_quantize(int8)) if colbert else None
+            dense = None if model.lower() == "none" else _encoder(model, device, int8, dtype)
+            late = (
+                ColBERTEncoder(colbert, device=device, quantize=_quantize(int8), dtype=_torch_dtype(dtype))
+                if colbert
+                else None
+            )
             opened = {name: stack.enter_context(open_store(uri, kind=kind)) for name, (kind, uri) in named.items()}
             server = create_app(dense, late, opened, limits)
         except (LFMRetrievalError, ValueError, LookupError, TypeError) as exc:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
 
@@ -71,10 +72,14 @@ class ExactMaxSim:
 
     The brute-force reference: every query token against every document token. Packing
     once (instead of per query, as :func:`maxsim_scores` must) makes a search one matrix
-    product per block of document tokens plus a segmented max.
+    product per block of document tokens plus a segmented max. With ``device`` (e.g.
+    ``"cuda"``) the packed tokens live there as a torch tensor and the search runs there
+    (float32, the same scores); without it, NumPy on the CPU.
     """
 
-    def __init__(self, documents: Sequence[np.ndarray], *, block_tokens: int = 1 << 18) -> None:
+    def __init__(
+        self, documents: Sequence[np.ndarray], *, block_tokens: int = 1 << 18, device: str | None = None
+    ) -> None:
         documents = [np.asarray(d, dtype=np.float32) for d in documents]
         if not documents or any(d.ndim != 2 or len(d) == 0 for d in documents):
             raise ValueError("documents must be a non-empty list of non-empty (tokens, dim) arrays")
@@ -83,10 +88,16 @@ class ExactMaxSim:
         self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         self.document_of_token = np.repeat(np.arange(len(documents)), lengths)
         self.block_tokens = block_tokens
+        self.device = device
+        if device is not None:
+            self._tokens_on_device = torch.from_numpy(self.tokens).to(device)
+            self._document_of_token_on_device = torch.from_numpy(self.document_of_token).to(device)
 
     def scores(self, query: np.ndarray) -> np.ndarray:
         """MaxSim of ``query`` (tokens, dim) with every document: shape (documents,)."""
         query = np.asarray(query, dtype=np.float32)
+        if self.device is not None:
+            return self._scores_on_device(query)
         best = np.empty((len(query), len(self.offsets)), dtype=np.float32)
         # Blocks end on document boundaries so each block's segmented max is complete.
         starts = self.offsets
@@ -99,6 +110,18 @@ class ExactMaxSim:
             best[:, first:last] = np.maximum.reduceat(sims, starts[first:last] - starts[first], axis=1)
             first = last
         return best.sum(axis=0)
+
+    def _scores_on_device(self, query: np.ndarray) -> np.ndarray:
+        # A scatter max by document id: blocks need not end on document boundaries here.
+        tokens, owner = self._tokens_on_device, self._document_of_token_on_device
+        with torch.inference_mode():
+            q = torch.from_numpy(query).to(tokens.device)
+            best = torch.full((len(q), len(self.offsets)), float("-inf"), device=tokens.device)
+            for start in range(0, len(tokens), self.block_tokens):
+                sims = q @ tokens[start : start + self.block_tokens].T
+                index = owner[start : start + self.block_tokens].expand(len(q), -1)
+                best.scatter_reduce_(1, index, sims, reduce="amax")
+            return best.sum(dim=0).cpu().numpy()
 
     def search(self, query: np.ndarray, k: int = 10) -> list[Ranked]:
         """The ``k`` best documents for ``query``, best first."""

@@ -209,14 +209,19 @@ def build_dense_checkpoint(
 
 
 def build_colbert_checkpoint(
-    path: str | Path, *, out_features: int = 128, seed: int = 0, model_type: str = "lfm2"
+    path: str | Path,
+    *,
+    out_features: int = 128,
+    seed: int = 0,
+    config: Lfm2Config | None = None,
+    model_type: str = "lfm2",
 ) -> Path:
     """LFM2.5-ColBERT-350M's PyLate layout: Transformer + ``1_Dense`` (no bias), prefixes, skiplist.
 
-    ``model_type`` as in :func:`build_dense_checkpoint`."""
+    ``config`` and ``model_type`` as in :func:`build_dense_checkpoint`."""
     path = Path(path)
     tokenizer = build_tokenizer(extra_tokens=[QUERY_PREFIX, DOCUMENT_PREFIX])
-    config = tiny_config(vocab_size=len(tokenizer))
+    config = config or tiny_config(vocab_size=len(tokenizer))
     _save_trunk(path, config, tokenizer, seed, model_type, disable_flash_attention=True)
     _write_json(
         path / "modules.json",

@@ -242,6 +242,7 @@ class RayEngine:
             "chunk_size": encoder.chunk_size,
             # actors encode documents only: the driver's document precision, and no int8 query copy
             "quantize": "int8" if device == "cpu" and is_int8(encoder.model) else None,
+            "dtype": None if is_int8(encoder.model) else next(encoder.model.parameters()).dtype,
         }
         if isinstance(encoder, DenseEncoder):
             kwargs["normalize"] = encoder.normalize
