@@ -173,7 +173,10 @@ def main() -> None:
             runs[f"ray {workers} worker(s)"] = {
                 "seconds": round(seconds, 2),
                 "records_per_s": round(args.records / seconds, 1),
-                "records_per_s_without_fixed_cost": round(args.records / max(seconds - fixed, 1e-9), 1),
+                # None where the one-record run took as long (the fixed cost is then all there is to see)
+                "records_per_s_without_fixed_cost": (
+                    round(args.records / (seconds - fixed), 1) if seconds > fixed else None
+                ),
             }
         ray.shutdown()
         texts = [TEXT.format(**r) for r in rows[: min(len(rows), 1000)]]
@@ -197,8 +200,9 @@ def main() -> None:
             f"{workers} worker(s)": {
                 "with_fixed_cost": round(runs[f"ray {workers} worker(s)"]["records_per_s"] / overlapped_rate, 3),
                 "without_fixed_cost": round(
-                    runs[f"ray {workers} worker(s)"]["records_per_s_without_fixed_cost"] / overlapped_rate, 3
-                ),
+                    (runs[f"ray {workers} worker(s)"]["records_per_s_without_fixed_cost"] or 0) / overlapped_rate, 3
+                )
+                or None,
             }
             for workers in ray_engines
         },
