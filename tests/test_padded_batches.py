@@ -131,3 +131,14 @@ def test_max_padding_is_checked(dense_path):
     with pytest.raises(ValueError, match="between 0 and 1"):
         DenseEncoder(str(dense_path), device="cpu", max_padding=1.5)
     assert DenseEncoder(str(dense_path), device="cpu", max_padding=0).max_padding == 0
+
+
+def test_batch_size_defaults_per_device(dense_path):
+    from lfm_retrieval.encoders.loading import BATCH_SIZE, choose_batch_size
+
+    assert DenseEncoder(str(dense_path), device="cpu").batch_size == BATCH_SIZE["cpu"] == 32
+    assert DenseEncoder(str(dense_path), device="cpu", batch_size=7).batch_size == 7
+    on_an_accelerator = torch.nn.Linear(2, 2, device="meta")  # any device but the CPU: the GPU default
+    assert choose_batch_size(on_an_accelerator, None) == BATCH_SIZE["cuda"] == 512
+    with pytest.raises(ValueError, match="batch_size"):
+        DenseEncoder(str(dense_path), device="cpu", batch_size=0)

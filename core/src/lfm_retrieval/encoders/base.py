@@ -35,10 +35,10 @@ class Encoder(ABC, Generic[Vector]):
     knows whether its model's pads are inert and which device it runs on.
     """
 
-    def __init__(self, batch_size: int, max_batch_tokens: int, chunk_size: int) -> None:
-        if min(batch_size, max_batch_tokens, chunk_size) < 1:
+    def __init__(self, batch_size: int | None, max_batch_tokens: int, chunk_size: int) -> None:
+        if min(1 if batch_size is None else batch_size, max_batch_tokens, chunk_size) < 1:
             raise ValueError("batch_size, max_batch_tokens and chunk_size must be positive")
-        self.batch_size = batch_size
+        self.batch_size = batch_size or 0  # None: the subclass sets the device's default once loaded
         self.max_batch_tokens = max_batch_tokens
         self.chunk_size = chunk_size
         self.stats = EncodeStats()

@@ -16,6 +16,7 @@ from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.encoders.loading import (
     Quantize,
     check_backbone,
+    choose_batch_size,
     choose_max_padding,
     embedding_dimension,
     load_device,
@@ -50,7 +51,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         device: str | None = None,
         dtype: torch.dtype | None = None,
         quantize: Quantize = "auto",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_batch_tokens: int = 16384,
         chunk_size: int = 1024,
         max_padding: float | None = None,
@@ -91,6 +92,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
             )
         place(self.model, dtype, quantize)
         self.max_padding = choose_max_padding(self.model, max_padding)
+        self.batch_size = choose_batch_size(self.model, batch_size)
         self.dimension = embedding_dimension(self.model)
         self._prepare_int8_queries(quantize, dtype)
 

@@ -13,6 +13,7 @@ from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.encoders.loading import (
     Quantize,
     check_backbone,
+    choose_batch_size,
     choose_max_padding,
     embedding_dimension,
     load_device,
@@ -48,7 +49,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         device: str | None = None,
         dtype: torch.dtype | None = None,
         quantize: Quantize = "auto",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_batch_tokens: int = 16384,
         chunk_size: int = 1024,
         normalize: bool = True,
@@ -68,6 +69,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         place(self.model, dtype, quantize)
         set_zero_padding(self.model, True)
         self.max_padding = choose_max_padding(self.model, max_padding)
+        self.batch_size = choose_batch_size(self.model, batch_size)
         prompts = self.model.prompts or {}
         missing = [side.value for side in Side if not prompts.get(side.value)]
         if missing and is_lfm25:
