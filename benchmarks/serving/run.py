@@ -49,6 +49,12 @@ def start_server(path: str, args: argparse.Namespace, log: Path) -> tuple[subpro
     return process, match.group(1)
 
 
+def server_calls(url: str) -> int:
+    """Model calls the server has made (its ``lfm_batch_texts`` histogram's count)."""
+    metrics = httpx.get(f"{url}/metrics").text
+    return int(float(re.search(r'lfm_batch_texts_count\{model="dense"\} ([\d.e+]+)', metrics).group(1)))
+
+
 def http_caller(url: str):
     local = threading.local()
 
@@ -90,7 +96,8 @@ def main() -> None:
             for query in queries[:4]:  # warm-up, both sides
                 serial[2](query)
                 call(query)
-            rows = alternate(configs, queries, args.repeats)
+            # model calls per round: the in-process encoder's (baseline) plus the server's (HTTP rows)
+            rows = alternate(configs, queries, args.repeats, lambda: encoder.stats.model_calls + server_calls(url))
             inprocess_p50, http_p50 = paired_p50(serial[2], call, queries)
         metrics = httpx.get(f"{url}/metrics").text
     finally:
@@ -112,7 +119,7 @@ def main() -> None:
     batches = re.findall(r'lfm_batch_texts_(count|sum)\{model="dense"\} ([\d.e+]+)', metrics)
     stats = {name: float(value) for name, value in batches}
     if stats.get("count"):
-        print(f"server: {stats['count']:.0f} coalesced model calls, {stats['sum'] / stats['count']:.1f} texts each")
+        print(f"server, all runs: {stats['count']:.0f} model calls for {stats['sum']:.0f} texts (1 client included)")
     result = {
         "model": args.model,
         "dtype": args.dtype or "float32",
