@@ -41,8 +41,8 @@ class LFMEmbeddings(BaseModel, Embeddings):
     """Hub id or local folder of a sentence-transformers model (default LFM2.5-Embedding-350M)."""
     device: str | None = None
     """Torch device, e.g. ``"cpu"`` or ``"cuda"`` (default: sentence-transformers' choice)."""
-    batch_size: int = Field(default=32, ge=1)
-    """Texts per forward pass (batches hold texts of one token length: no padding)."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """Texts per forward pass (default: the encoder's per device, 32 on CPU and 512 on CUDA)."""
     normalize: bool = True
     """L2-normalise vectors (the default; cosine == dot product)."""
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)

@@ -41,8 +41,8 @@ class LFMColBERTReranker(BaseDocumentCompressor):
     """Metadata key the MaxSim score is written to."""
     device: str | None = None
     """Torch device, e.g. ``"cpu"`` or ``"cuda"``."""
-    batch_size: int = Field(default=32, ge=1)
-    """Texts per forward pass."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """Texts per forward pass (default: the encoder's per device, 32 on CPU and 512 on CUDA)."""
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other ``ColBERTEncoder`` arguments: ``backend``, ``dtype``, ``quantize="int8"``, ..."""
 
