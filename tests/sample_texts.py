@@ -9,3 +9,6 @@ TEXTS = [
     "Trail shoes",
     "Une gourde en acier inoxydable de 750 ml qui garde les boissons fraîches.",
 ]
+
+# Lengths from 2 to ~60 tokens, so any batch of several texts holds padding.
+MIXED = [*TEXTS, "shoes", "A long description. " * 12, "Waterproof hiking boots with a Vibram sole, size 44."]

@@ -12,10 +12,7 @@ from transformers import AutoModel
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.encoders.batching import Side, length_sorted_batches
-from sample_texts import TEXTS
-
-# Lengths from 2 to ~60 tokens, so any batch of several texts holds padding.
-MIXED = [*TEXTS, "shoes", "A long description. " * 12, "Waterproof hiking boots with a Vibram sole, size 44."]
+from sample_texts import MIXED
 
 try:
     from sentence_transformers import MultiVectorEncoder

@@ -184,8 +184,8 @@ def main() -> None:
             torch.set_num_threads(1)
         per_worker = encode_rate(encoder, texts)  # one CPU actor's share of a 2-core machine, or the GPU
         torch.set_num_threads(min(cpus, 8) if gpu else 2)
-        # encoding alone, as the local engine does it: no engine can index faster than this
-        encode_only = encode_rate(encoder, texts)
+        # encoding alone, as the local engine does it (on the GPU the same run as the worker's rate)
+        encode_only = per_worker if gpu else encode_rate(encoder, texts)
         ceilings = {kind: round(write_ceiling(fresh(kind), encoder.dimension, min(args.records, 5000)), 1)
                     for kind in args.stores.split(",")}  # fmt: skip
     batches = -(-args.records // BATCH)

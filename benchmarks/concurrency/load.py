@@ -19,6 +19,10 @@ import numpy as np
 
 from lfm_retrieval import Side
 
+# Token-length mix of an e-commerce catalog: many titles, fewer long descriptions (the encoder
+# benchmark's texts and the concurrency benchmark's cached ColBERT documents).
+LENGTH_MIX = [(16, 0.35), (48, 0.25), (128, 0.2), (256, 0.12), (500, 0.08)]
+
 
 def model_path(model: str) -> str:
     """``minilm``: the real all-MiniLM-L6-v2; ``lfm25-random`` / ``lfm25-colbert-random``: the real-size

@@ -29,13 +29,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load import alternate, load_average, make_queries, model_path, print_table, token_lengths
+from load import LENGTH_MIX, alternate, load_average, make_queries, model_path, print_table, token_lengths
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.scoring import ExactMaxSim
-
-# Document token counts of a catalog (titles to long descriptions), as benchmarks/encoder/run.py mixes them.
-DOCUMENT_LENGTHS = [(16, 0.35), (48, 0.25), (128, 0.2), (256, 0.12), (500, 0.08)]
 
 
 def load_encoder(model: str, device: str, dtype: str | None) -> DenseEncoder | ColBERTEncoder:
@@ -46,7 +43,7 @@ def load_encoder(model: str, device: str, dtype: str | None) -> DenseEncoder | C
 def cached_documents(count: int, dimension: int, seed: int = 0) -> list[np.ndarray]:
     """Random unit token vectors standing in for ``count`` encoded documents (MaxSim's cost, not its ranking)."""
     rng = np.random.default_rng(seed)
-    lengths = rng.choice([n for n, _ in DOCUMENT_LENGTHS], size=count, p=[w for _, w in DOCUMENT_LENGTHS])
+    lengths = rng.choice([n for n, _ in LENGTH_MIX], size=count, p=[w for _, w in LENGTH_MIX])
     docs = [rng.standard_normal((int(n), dimension), dtype=np.float32) for n in lengths]
     return [d / np.linalg.norm(d, axis=1, keepdims=True) for d in docs]
 

@@ -38,8 +38,8 @@ from lfm_retrieval.encoders.loading import INT8_MIN_MATMUL_SPEEDUP, MAX_PADDING,
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
 
-# Token-length mix of an e-commerce catalog: many titles, fewer long descriptions.
-LENGTH_MIX = [(16, 0.35), (48, 0.25), (128, 0.2), (256, 0.12), (500, 0.08)]
+sys.path.insert(0, str(Path(__file__).parents[1] / "concurrency"))
+from load import LENGTH_MIX  # the catalog's token-length mix, shared by the benchmarks
 
 
 def make_texts(n: int, tokenizer, seed: int = 0) -> list[str]:

@@ -23,10 +23,8 @@ from lfm_retrieval import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.testing import build_colbert_checkpoint, build_dense_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "tests"))
-from sample_texts import TEXTS
+from sample_texts import MIXED  # the CPU test's texts: 2 to ~60 tokens
 
-# Lengths from 2 to ~60 tokens, so a batch of several texts holds padding (as in the CPU test).
-MIXED = [*TEXTS, "shoes", "A long description. " * 12, "Waterproof hiking boots with a Vibram sole, size 44."]
 FP32_BOUND = 1e-5
 
 
