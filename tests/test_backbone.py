@@ -88,3 +88,16 @@ def test_padding_leaks_into_real_tokens(dense_path):
         alone = model(input_ids=torch.tensor([ids])).last_hidden_state[0, 0]
         in_batch = model(input_ids=padded, attention_mask=mask).last_hidden_state[0, 0]
     assert (alone - in_batch).abs().max() > 1e-4
+
+
+def test_inference_forward_equals_the_autograd_forward_bit_for_bit(dense_path):
+    # Without autograd the MLP runs its activation and gate in place; with it, transformers' own module.
+    model = AutoModel.from_pretrained(dense_path)
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44], [1, 45, 46, 47, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    with torch.inference_mode():
+        fast = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    trained = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.equal(fast, trained.detach())
+    trained.sum().backward()  # the autograd path keeps working (no in-place op on saved tensors)
+    assert model.layers[0].feed_forward.w1.weight.grad is not None

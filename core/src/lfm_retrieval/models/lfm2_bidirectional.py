@@ -98,7 +98,7 @@ class Lfm2BidirectionalModel(Lfm2Model):
             else:
                 mixed = _centred_short_conv(layer.conv, normed, conv_keep)
             hidden = hidden + mixed
-            hidden = hidden + layer.feed_forward(layer.ffn_norm(hidden))
+            hidden = hidden + _gated_mlp(layer.feed_forward, layer.ffn_norm(hidden))
 
         return BaseModelOutputWithPast(last_hidden_state=self.embedding_norm(hidden))
 
@@ -122,6 +122,15 @@ class Lfm2BidirectionalModel(Lfm2Model):
             v = v.repeat_interleave(attn.num_key_value_groups, dim=1)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=False, scale=attn.scaling)
         return attn.out_proj(out.transpose(1, 2).reshape(batch, seq_len, -1))
+
+
+def _gated_mlp(mlp: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """LFM2's ``w2(silu(w1(x)) * w3(x))``, bit for bit; without autograd the activation and the gate are
+    applied in place (measured on CPU: fresh (tokens x 4608) buffers cost more than the ops themselves)."""
+    if torch.is_grad_enabled():
+        return mlp(hidden)
+    gate = F.silu(mlp.w1(hidden), inplace=True)
+    return mlp.w2(gate.mul_(mlp.w3(hidden)))
 
 
 def _key_padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
