@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -207,6 +208,63 @@ def test_budget_closes_a_batch_before_the_window() -> None:
     futures = [batcher.submit([str(i), str(i)]) for i in range(2)]  # 4 texts: the budget
     assert [f.result(10) for f in futures] == [["0", "0"], ["1", "1"]]
     assert seen == [4]
+    batcher.close(10)
+
+
+class SlowModel:
+    """A model call that takes ``seconds``, recording each batch and when it began."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.batches: list[list[str]] = []
+        self.started: list[float] = []
+
+    def __call__(self, texts: list[str]) -> list[str]:
+        self.started.append(time.monotonic())
+        self.batches.append(list(texts))
+        time.sleep(self.seconds)
+        return texts
+
+
+def test_under_load_callers_that_come_back_share_the_next_batch() -> None:
+    """Closed-loop callers (each sends its next query once answered) stay in one batch: without the
+    adaptive window the first one back would run alone while the others queue behind it."""
+    gate, model = Gate(), SlowModel(0.5)
+    batcher: MicroBatcher[str] = MicroBatcher(lambda t: gate(t) if not gate.open.is_set() else model(t), load_wait=2)
+    blocker = batcher.submit(["first"])
+    assert gate.entered.wait(10)
+
+    def caller(name: str) -> list[list[str]]:
+        return [batcher.encode([f"{name}{i}"]) for i in range(3)]
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(caller, name) for name in "abc"]
+        while batcher.queue_depth < 3:  # bounded by the gate's own 30 s
+            time.sleep(0.01)
+        gate.open.set()
+        results = [f.result(60) for f in futures]
+    assert blocker.result(10) == ["FIRST"]
+    assert results == [[[f"{name}{i}"] for i in range(3)] for name in "abc"]
+    assert [sorted(batch) for batch in model.batches] == [[f"{name}{i}" for name in "abc"] for i in range(3)]
+    batcher.close(10)
+
+
+def test_the_adaptive_window_is_bounded_and_a_lone_caller_never_waits() -> None:
+    model = SlowModel(0.5)
+    batcher: MicroBatcher[str] = MicroBatcher(model, load_wait=2)  # window: 2 x 0.5 s after a shared call
+    for _ in range(2):  # the last call served one request: no window
+        submitted = time.monotonic()
+        assert batcher.encode(["alone"]) == ["alone"]
+        assert model.started[-1] - submitted < 0.9
+    first = batcher.submit(["x"])  # runs at once (the last call served one)...
+    time.sleep(0.1)
+    together = [batcher.submit(["y"]), batcher.submit(["z"])]  # ...these two queue behind it
+    assert first.result(10) == ["x"] and [f.result(10) for f in together] == [["y"], ["z"]]
+    submitted = time.monotonic()
+    assert batcher.encode(["back"]) == ["back"]  # the last call served two: wait for a second one, bounded
+    waited = model.started[-1] - submitted
+    assert 0.9 < waited < 10
+    assert model.batches[-1] == ["back"]
     batcher.close(10)
 
 

@@ -148,20 +148,21 @@ def alternate(
     configs: list[tuple[str, int, Callable[[str], object]]],
     queries: list[str],
     repeats: int,
-    model_calls: Callable[[], int] | None = None,
+    counters: Callable[[], dict[str, float]] | None = None,
 ) -> list[dict]:
     """Run every (name, callers, call) once per round, rounds alternating, so load changes on a
     shared machine hit every configuration alike. The first configuration is the baseline: each
     round's throughput ratio is taken against it in the same round; medians over rounds.
-    ``model_calls`` (a running count) adds the model calls each run made."""
+    ``counters`` (running totals, e.g. ``{"model_calls": n, "model_seconds": s}``) adds to each
+    run how much each one grew during it."""
     rounds: list[list[dict]] = []
     for _ in range(repeats):
         runs = []
         for _, callers, call in configs:
-            before = model_calls() if model_calls else 0
+            before = counters() if counters else {}
             runs.append(run_load(call, queries, callers))
-            if model_calls:
-                runs[-1]["model_calls"] = model_calls() - before
+            after = counters() if counters else {}
+            runs[-1].update({name: round(after[name] - before[name], 3) for name in after})
         rounds.append(runs)
     rows = []
     for i, (name, callers, _) in enumerate(configs):
@@ -178,10 +179,18 @@ def alternate(
                 "throughput_vs_serial": round(float(np.median(ratios)), 2),
                 "ratio_min_max": [round(min(ratios), 2), round(max(ratios), 2)],
                 "model_calls_per_round": [r.get("model_calls") for r in runs],
+                "busy_fraction": _busy_fraction(runs),
                 "rounds": runs,
             }
         )
     return rows
+
+
+def _busy_fraction(runs: list[dict]) -> float | None:
+    """Median share of a run's wall time that the model calls took (None when not counted)."""
+    if any("model_seconds" not in run for run in runs):
+        return None
+    return round(float(np.median([run["model_seconds"] / run["seconds"] for run in runs])), 3)
 
 
 def paired_p50(first: Callable[[str], object], second: Callable[[str], object], queries: list[str]) -> tuple:
@@ -197,11 +206,13 @@ def paired_p50(first: Callable[[str], object], second: Callable[[str], object], 
 
 def print_table(rows: list[dict]) -> None:
     head = f"{'config':<46} {'callers':>7} {'q/s':>8} {'p50 ms':>9} {'p95 ms':>9} {'vs serial':>9} {'(min-max)':>12}"
-    print(head + "  model calls/round")
+    print(head + "  busy  model calls/round")
     for row in rows:
         low, high = row["ratio_min_max"]
-        calls = "/".join(str(c) for c in row["model_calls_per_round"] if c is not None)
+        calls = "/".join(str(int(c)) for c in row["model_calls_per_round"] if c is not None)
+        busy = "" if row["busy_fraction"] is None else f"{row['busy_fraction']:.0%}"
         print(
             f"{row['config']:<46} {row['callers']:>7} {row['queries_per_s']:>8.2f} {row['p50_ms']:>9.2f} "
-            f"{row['p95_ms']:>9.2f} {row['throughput_vs_serial']:>8.2f}x {f'({low:.2f}-{high:.2f})':>12}  {calls}"
+            f"{row['p95_ms']:>9.2f} {row['throughput_vs_serial']:>8.2f}x {f'({low:.2f}-{high:.2f})':>12}  "
+            f"{busy:>4}  {calls}"
         )

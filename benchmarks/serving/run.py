@@ -7,10 +7,12 @@ same checkpoint this script loads in-process. Measured, on the same queries:
   * HTTP overhead at 1 client: in-process and HTTP calls alternate query by query; HTTP p50
     minus in-process p50, as a fraction of it.
 Configurations alternate within each of ``--repeats`` rounds (medians reported, with the load
-average before and after). The server is idle while the in-process baseline runs.
+average before and after). "busy" is the share of each run's wall time spent inside model calls
+(the server's ``lfm_batch_seconds``; the baseline's own calls): below 100 % the model sat idle.
+The server is idle while the in-process baseline runs.
 
     python benchmarks/serving/run.py [--model lfm25-random|minilm] [--queries 64] [--lengths mixed|single]
-        [--device cpu|cuda] [--dtype bfloat16]
+        [--device cpu|cuda] [--dtype bfloat16] [--load-wait 0,0.1]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,9 +38,10 @@ from load import alternate, load_average, make_queries, model_path, paired_p50, 
 from lfm_retrieval import DenseEncoder
 
 
-def start_server(path: str, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(path: str, args: argparse.Namespace, load_wait: str, log: Path) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "lfm_retrieval.cli", "serve", "--model", path, "--port", "0"]
     command += ["--max-wait-ms", str(args.max_wait_ms), "--max-batch-texts", "64", "--device", args.device]
+    command += ["--load-wait", load_wait]
     command += ["--dtype", args.dtype] if args.dtype else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
@@ -49,10 +53,22 @@ def start_server(path: str, args: argparse.Namespace, log: Path) -> tuple[subpro
     return process, match.group(1)
 
 
-def server_calls(url: str) -> int:
-    """Model calls the server has made (its ``lfm_batch_texts`` histogram's count)."""
+def server_counters(url: str) -> dict[str, float]:
+    """Model calls the server has made and the seconds they took (``lfm_batch_seconds`` count and sum)."""
     metrics = httpx.get(f"{url}/metrics").text
-    return int(float(re.search(r'lfm_batch_texts_count\{model="dense"\} ([\d.e+]+)', metrics).group(1)))
+    found = dict(re.findall(r'lfm_batch_seconds_(count|sum)\{model="dense"\} ([\d.e+-]+)', metrics))
+    return {"model_calls": float(found["count"]), "model_seconds": float(found["sum"])}
+
+
+def timed(call: Callable[[str], object], total: dict[str, float]) -> Callable[[str], None]:
+    """``call``, adding the seconds it takes to ``total["seconds"]``."""
+
+    def run(query: str) -> None:
+        start = time.perf_counter()
+        call(query)
+        total["seconds"] += time.perf_counter() - start
+
+    return run
 
 
 def http_caller(url: str):
@@ -74,6 +90,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--load-wait", default="0.1", help="the servers' --load-wait; several (0,0.1): one server each, alternating"
+    )
     parser.add_argument("--lengths", choices=["mixed", "single"], default="mixed")
     parser.add_argument("--device", default="cpu", help="where the server and the in-process baseline run")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="default: as loaded (float32)")
@@ -87,42 +106,64 @@ def main() -> None:
     encoder = DenseEncoder(path, device=args.device, dtype=dtype, batch_size=64)
     lengths = token_lengths(encoder)
     queries = make_queries(args.queries, single_length_of=lengths if args.lengths == "single" else None)
-    process, url = start_server(path, args, out / "server.log")
+    waits = args.load_wait.split(",")
+    servers = [start_server(path, args, wait, out / f"server-{i}.log") for i, wait in enumerate(waits)]
+    urls = [url for _, url in servers]
     try:
-        call = http_caller(url)
-        serial = ("serial in-process batch-of-one (baseline)", 1, lambda q: list(encoder.stream_queries([q])))
-        configs = [serial] + [("HTTP POST /embed (query)", int(c), call) for c in args.clients.split(",")]
+        calls = [http_caller(url) for url in urls]
+        call = calls[0]
+        inprocess = {"seconds": 0.0}
+        serial_call = timed(lambda q: list(encoder.stream_queries([q])), inprocess)
+        serial = ("serial in-process batch-of-one (baseline)", 1, serial_call)
+        configs = [serial]
+        for clients in [int(c) for c in args.clients.split(",")]:
+            for wait, server_call in zip(waits, calls, strict=True):
+                configs.append((f"HTTP POST /embed (query), load-wait {wait}", clients, server_call))
         with torch.inference_mode():
-            for query in queries[:4]:  # warm-up, both sides
+            for query in queries[:4]:  # warm-up, every side
                 serial[2](query)
-                call(query)
-            # model calls per round: the in-process encoder's (baseline) plus the server's (HTTP rows)
-            rows = alternate(configs, queries, args.repeats, lambda: encoder.stats.model_calls + server_calls(url))
+                for server_call in calls:
+                    server_call(query)
+
+            # model calls and their seconds per round: the in-process encoder's (baseline) plus the
+            # server's (HTTP rows); "busy" = model seconds / wall seconds tells idle gaps from slow calls
+            def counters() -> dict[str, float]:
+                server = [server_counters(url) for url in urls]
+                return {
+                    "model_calls": encoder.stats.model_calls + sum(s["model_calls"] for s in server),
+                    "model_seconds": inprocess["seconds"] + sum(s["model_seconds"] for s in server),
+                }
+
+            rows = alternate(configs, queries, args.repeats, counters)
             inprocess_p50, http_p50 = paired_p50(serial[2], call, queries)
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{urls[0]}/metrics").text
     finally:
-        process.terminate()
-        process.wait(120)
+        for process, _ in servers:
+            process.terminate()
+        for process, _ in servers:
+            process.wait(120)
     load_after = load_average()
     overhead = (http_p50 - inprocess_p50) / inprocess_p50
     distinct = len(set(lengths(queries)))
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     precision = args.dtype or "float32"
     print(f"model {args.model} ({precision}) on {device}, {len(queries)} queries of {distinct} token lengths")
-    print(f"server at {url}")
+    print(f"servers at {', '.join(urls)} (--load-wait {', '.join(waits)})")
     print(f"load average before: {load_before}   after: {load_after}")
     print_table(rows)
     print(
-        f"HTTP overhead at 1 client (alternating calls, {len(queries)} pairs): p50 {http_p50:.2f} ms over HTTP "
+        f"HTTP overhead at 1 client (alternating calls with the first server, {len(queries)} pairs): "
+        f"p50 {http_p50:.2f} ms over HTTP "
         f"vs {inprocess_p50:.2f} ms in-process: {overhead:+.1%}"
     )
     batches = re.findall(r'lfm_batch_texts_(count|sum)\{model="dense"\} ([\d.e+]+)', metrics)
     stats = {name: float(value) for name, value in batches}
     if stats.get("count"):
-        print(f"server, all runs: {stats['count']:.0f} model calls for {stats['sum']:.0f} texts (1 client included)")
+        print(f"first server, all runs: {stats['count']:.0f} model calls for {stats['sum']:.0f} texts")
     result = {
         "model": args.model,
         "dtype": args.dtype or "float32",
+        "load_wait": waits,
         "distinct_token_lengths": distinct,
         "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": device},
         "load_average_before": load_before,

@@ -349,6 +349,10 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="Waiting query requests per model (429 above)")] = 1024,
     max_wait_ms: Annotated[float, typer.Option(help="How long a query waits for others to share its batch")] = 0.0,
     max_batch_texts: Annotated[int, typer.Option(help="Texts per coalesced query batch")] = 64,
+    load_wait: Annotated[
+        float,
+        typer.Option(help="Under load, a batch waits up to this times the last model call for the callers it served"),
+    ] = 0.1,
     graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get at shutdown")] = 60,
 ) -> None:
     """Serve the models over HTTP (needs lfm-retrieval[serve]): /embed, /v1/embeddings, /embed_multivector,
@@ -362,7 +366,7 @@ def serve(
         from lfm_retrieval.serve import Limits, create_app, run
     except ImportError as exc:
         raise _fail(ImportError(f"serve needs the serve extra: pip install 'lfm-retrieval[serve]' ({exc})")) from exc
-    limits = Limits(max_inputs, max_body_bytes, max_queue, max_wait_ms, max_batch_texts)
+    limits = Limits(max_inputs, max_body_bytes, max_queue, max_wait_ms, max_batch_texts, load_wait)
     with ExitStack() as stack:
         try:
             named = _named_stores(store or [])

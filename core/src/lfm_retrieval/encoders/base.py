@@ -131,7 +131,7 @@ class Encoder(ABC, Generic[Vector]):
 
     def set_query_batching(self, **options: float) -> MicroBatcher[Vector]:
         """(Re)configure query coalescing: ``max_wait_s``, ``max_batch_texts``, ``max_batch_chars``,
-        ``max_queue`` (see :class:`MicroBatcher`); the previous batcher finishes its queue first."""
+        ``max_queue``, ``load_wait`` (see :class:`MicroBatcher`); the previous batcher finishes its queue first."""
         batcher = self._new_batcher(options)
         with self._batcher_lock:
             old, self._query_batcher = self._query_batcher, batcher

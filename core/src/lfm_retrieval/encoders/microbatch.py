@@ -59,9 +59,15 @@ class MicroBatcher(Generic[Vector]):
     ``max_batch_chars`` characters (characters stand in for tokens: the tokenizer may not
     be used outside the encoder's lock), whichever comes first. While a model call runs,
     new requests queue, so under load batches grow without any extra wait: the default
-    window is 0 (a lone query never waits); a window helps only when the model is fast
-    compared with the gaps between arrivals. A request is never split; one larger than the
+    window is 0 (a lone query never waits). A request is never split; one larger than the
     budget runs alone.
+
+    Under load the window adapts: when the last model call served more than one request,
+    the next batch also waits, for at most ``load_wait`` times that call's duration, until
+    as many requests are waiting as it served. Callers that send their next query as soon
+    as the last one is answered (a client pool, a web app's workers) then come back into
+    one batch, instead of the first of them running alone while the rest queue behind it.
+    A lone caller never waits; ``load_wait=0`` turns this off.
 
     Each caller's texts are checked by ``validate`` before they are queued, so a bad input
     fails only its own caller; if a shared model call still fails, each request of that
@@ -81,14 +87,18 @@ class MicroBatcher(Generic[Vector]):
         max_batch_texts: int = 64,
         max_batch_chars: int = 64 * 512,
         max_queue: int = 1024,
+        load_wait: float = 0.1,
         idle_exit_s: float = 1.0,
         name: str = "lfm-microbatch",
     ) -> None:
-        if max_wait_s < 0 or min(max_batch_texts, max_batch_chars, max_queue) < 1:
-            raise ValueError("max_wait_s must be >= 0 and max_batch_texts, max_batch_chars, max_queue positive")
+        if min(max_wait_s, load_wait) < 0 or min(max_batch_texts, max_batch_chars, max_queue) < 1:
+            raise ValueError(
+                "max_wait_s and load_wait must be >= 0 and max_batch_texts, max_batch_chars, max_queue positive"
+            )
         self._encode_batch = encode_batch
         self._validate = validate or list
         self.max_wait_s = max_wait_s
+        self.load_wait = load_wait
         self.max_batch_texts = max_batch_texts
         self.max_batch_chars = max_batch_chars
         self.max_queue = max_queue
@@ -98,6 +108,7 @@ class MicroBatcher(Generic[Vector]):
         self._listeners: list[BatchListener] = []
         self._pending: deque[_Request] = deque()
         self._running = 0  # requests inside the model call now
+        self._last_call = (0, 0.0)  # (requests, seconds) of the last model call: the adaptive window
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -182,9 +193,19 @@ class MicroBatcher(Generic[Vector]):
                 if self._closed or (not self._cond.wait(self.idle_exit_s) and not self._pending):
                     self._thread = None
                     return None
-            deadline = self._pending[0].arrived + self.max_wait_s
-            while not self._closed and not self._full() and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(left)
+            first = self._pending[0].arrived
+            deadline = first + self.max_wait_s
+            served, seconds = self._last_call
+            returning = served if served > 1 else 0  # under load: wait for as many as the last call served
+            load_deadline = first + self.load_wait * seconds
+            while not self._closed and not self._full():
+                now = time.monotonic()
+                if now < deadline:
+                    self._cond.wait(deadline - now)
+                elif len(self._pending) < returning and now < load_deadline:
+                    self._cond.wait(load_deadline - now)
+                else:
+                    break
             batch = [self._pending.popleft()]
             texts, chars = len(batch[0].texts), batch[0].chars
             while self._pending:
@@ -221,6 +242,7 @@ class MicroBatcher(Generic[Vector]):
                     self._run([request])
             return
         seconds = time.perf_counter() - started
+        self._last_call = (len(batch), seconds)
         start = 0
         for request in batch:
             request.future.set_result(vectors[start : start + len(request.texts)])

@@ -54,6 +54,8 @@ class Limits:
     """How long the first waiting query holds its batch open for others."""
     max_batch_texts: int = 64
     """Texts per coalesced query model call."""
+    load_wait: float = 0.1
+    """Under load, how long (times the last model call) a batch waits for the callers it last served."""
 
 
 class JSON(Response):
@@ -154,6 +156,7 @@ class Service:
                     max_wait_s=limits.max_wait_ms / 1000,
                     max_batch_texts=limits.max_batch_texts,
                     max_queue=limits.max_queue,
+                    load_wait=limits.load_wait,
                 )
                 metrics.watch(name, batcher)
         for name, store in stores.items():
