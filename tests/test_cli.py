@@ -76,6 +76,8 @@ def test_errors_are_one_clear_line_not_a_traceback(dense_path, tmp_path):
     assert no_model.exit_code == 2 and "no-such-model" in no_model.output
     bad_dtype = runner.invoke(app, ["serve", "--model", str(dense_path), "--dtype", "float64"])
     assert bad_dtype.exit_code == 2 and "--dtype must be one of float32, bfloat16, float16" in bad_dtype.output
+    bad_wait = runner.invoke(app, ["serve", "--model", str(dense_path), "--load-wait", "-1"])
+    assert bad_wait.exit_code == 2 and "'--load-wait': Input should be greater than or equal to 0" in bad_wait.output
 
 
 def test_serve_dtype_casts_the_served_model(dense_path):

@@ -263,8 +263,17 @@ def test_the_adaptive_window_is_bounded_and_a_lone_caller_never_waits() -> None:
     submitted = time.monotonic()
     assert batcher.encode(["back"]) == ["back"]  # the last call served two: wait for a second one, bounded
     waited = model.started[-1] - submitted
-    assert 0.9 < waited < 10
+    assert 0.8 < waited < 10
     assert model.batches[-1] == ["back"]
+    first = batcher.submit(["t"])  # the last call served one: at once...
+    time.sleep(0.1)
+    together = [batcher.submit(["u"]), batcher.submit(["v"])]  # ...and these two share the next call...
+    assert first.result(10) == ["t"] and [f.result(10) for f in together] == [["u"], ["v"]]
+    assert model.batches[-1] == ["u", "v"]
+    time.sleep(1.2)  # ...but the load is over: the window (1 s after that call) has passed
+    submitted = time.monotonic()
+    assert batcher.encode(["later"]) == ["later"]
+    assert model.started[-1] - submitted < 0.8
     batcher.close(10)
 
 

@@ -54,8 +54,8 @@ part queries 60 python3 benchmarks/concurrency/run.py --model lfm25-random "${de
   --queries $queries --repeats $repeats --out "$RES"
 part colbert 75 python3 benchmarks/concurrency/run.py --model lfm25-colbert-random "${dev[@]}" --dtype $dtype \
   --queries $queries --repeats $repeats --maxsim-docs $docs --out "$RES"
-part serving 90 python3 benchmarks/serving/run.py --model lfm25-random "${dev[@]}" --dtype $dtype \
-  --queries $queries --repeats $repeats --out "$RES"
+part serving 120 python3 benchmarks/serving/run.py --model lfm25-random "${dev[@]}" --dtype $dtype \
+  --queries $queries --repeats $repeats --load-wait 0,0.1 --out "$RES"
 part engines 120 python3 benchmarks/catalog/engines.py --model lfm25-random "${dev[@]}" --dtype $dtype \
   --records $records --store memory --stores memory --out "$RES"
 echo "--- summary" >> "$OUT/all.log"

@@ -347,11 +347,15 @@ def serve(
     max_inputs: Annotated[int, typer.Option(help="Texts per request (413 above)")] = 256,
     max_body_bytes: Annotated[int, typer.Option(help="Request body size (413 above)")] = 4 << 20,
     max_queue: Annotated[int, typer.Option(help="Waiting query requests per model (429 above)")] = 1024,
-    max_wait_ms: Annotated[float, typer.Option(help="How long a query waits for others to share its batch")] = 0.0,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0.0, help="How long a query waits for others to share its batch")
+    ] = 0.0,
     max_batch_texts: Annotated[int, typer.Option(help="Texts per coalesced query batch")] = 64,
     load_wait: Annotated[
         float,
-        typer.Option(help="Under load, a batch waits up to this times the last model call for the callers it served"),
+        typer.Option(
+            min=0.0, help="Under load, a batch waits up to this times the last model call for the callers it served"
+        ),
     ] = 0.1,
     graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get at shutdown")] = 60,
 ) -> None:

@@ -62,12 +62,12 @@ class MicroBatcher(Generic[Vector]):
     window is 0 (a lone query never waits). A request is never split; one larger than the
     budget runs alone.
 
-    Under load the window adapts: when the last model call served more than one request,
-    the next batch also waits, for at most ``load_wait`` times that call's duration, until
-    as many requests are waiting as it served. Callers that send their next query as soon
-    as the last one is answered (a client pool, a web app's workers) then come back into
-    one batch, instead of the first of them running alone while the rest queue behind it.
-    A lone caller never waits; ``load_wait=0`` turns this off.
+    Under load the window adapts: when more than one request was in the last model call or
+    queued while it ran, the next batch also waits until as many requests are waiting, for at
+    most ``load_wait`` times that call's duration after it ended. Callers that send their next query
+    as soon as the last one is answered (a client pool, a web app's workers) then come back
+    into one batch, instead of the first of them running alone while the rest queue behind
+    it. A lone caller never waits; ``load_wait=0`` turns this off.
 
     Each caller's texts are checked by ``validate`` before they are queued, so a bad input
     fails only its own caller; if a shared model call still fails, each request of that
@@ -108,7 +108,9 @@ class MicroBatcher(Generic[Vector]):
         self._listeners: list[BatchListener] = []
         self._pending: deque[_Request] = deque()
         self._running = 0  # requests inside the model call now
-        self._last_call = (0, 0.0)  # (requests, seconds) of the last model call: the adaptive window
+        # the adaptive window: requests the last model call served plus those that queued during it
+        # (the callers under load), and when its window ends
+        self._last_call = (0, 0.0)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -195,9 +197,8 @@ class MicroBatcher(Generic[Vector]):
                     return None
             first = self._pending[0].arrived
             deadline = first + self.max_wait_s
-            served, seconds = self._last_call
-            returning = served if served > 1 else 0  # under load: wait for as many as the last call served
-            load_deadline = first + self.load_wait * seconds
+            callers, load_deadline = self._last_call
+            returning = callers if callers > 1 else 0  # under load: wait until as many callers are back
             while not self._closed and not self._full():
                 now = time.monotonic()
                 if now < deadline:
@@ -242,7 +243,8 @@ class MicroBatcher(Generic[Vector]):
                     self._run([request])
             return
         seconds = time.perf_counter() - started
-        self._last_call = (len(batch), seconds)
+        with self._cond:
+            self._last_call = (len(batch) + len(self._pending), time.monotonic() + self.load_wait * seconds)
         start = 0
         for request in batch:
             request.future.set_result(vectors[start : start + len(request.texts)])
