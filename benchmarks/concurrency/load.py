@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -84,6 +85,7 @@ WORDS = [
 
 
 Lengths = Callable[[list[str]], list[int]]
+T = TypeVar("T")
 
 
 def make_queries(n: int, seed: int = 0, *, single_length_of: Lengths | None = None) -> list[str]:
@@ -142,6 +144,18 @@ def run_load(call: Callable[[str], object], queries: list[str], callers: int, ti
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
     }
+
+
+def timed(call: Callable[[str], T], total: dict[str, float]) -> Callable[[str], T]:
+    """``call``, adding the seconds it takes to ``total["seconds"]`` (the "busy" column's model time)."""
+
+    def run(query: str) -> T:
+        start = time.perf_counter()
+        result = call(query)
+        total["seconds"] += time.perf_counter() - start
+        return result
+
+    return run
 
 
 def alternate(

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load import LENGTH_MIX, alternate, load_average, make_queries, model_path, print_table, token_lengths
+from load import LENGTH_MIX, alternate, load_average, make_queries, model_path, print_table, timed, token_lengths
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.scoring import ExactMaxSim
@@ -79,7 +79,14 @@ def main() -> None:
         return index.search(vectors[0], k=10) if index is not None else vectors
 
     what = "encode" + (f" + MaxSim over {args.maxsim_docs} documents" if index is not None else "")
-    serial = (f"serial batch-of-one {what} (no batcher)", 1, lambda q: answered(list(encoder.stream_queries([q]))))
+    inprocess = {"seconds": 0.0}  # model seconds: the serial calls' own, and the batcher's calls
+
+    def batch_done(texts: int, requests: int, seconds: float) -> None:
+        inprocess["seconds"] += seconds
+
+    encoder.query_batcher.add_listener(batch_done)
+    serial_call = timed(lambda q: list(encoder.stream_queries([q])), inprocess)
+    serial = (f"serial batch-of-one {what} (no batcher)", 1, lambda q: answered(serial_call(q)))
     configs = [serial]
     for callers in [int(c) for c in args.callers.split(",")]:
         configs.append((f"micro-batcher {what}", callers, lambda q: answered(encoder.encode_queries([q]))))
@@ -88,7 +95,12 @@ def main() -> None:
         for query in queries[:4]:  # warm-up
             configs[0][2](query)
             configs[-1][2](query)
-        rows = alternate(configs, queries, args.repeats, lambda: encoder.stats.model_calls)
+        rows = alternate(
+            configs,
+            queries,
+            args.repeats,
+            lambda: {"model_calls": encoder.stats.model_calls, "model_seconds": inprocess["seconds"]},
+        )
     total_calls = encoder.stats.model_calls - calls_before
     load_after = load_average()
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"

@@ -26,14 +26,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "concurrency"))
-from load import alternate, load_average, make_queries, model_path, paired_p50, print_table, token_lengths
+from load import alternate, load_average, make_queries, model_path, paired_p50, print_table, timed, token_lengths
 
 from lfm_retrieval import DenseEncoder
 
@@ -58,17 +57,6 @@ def server_counters(url: str) -> dict[str, float]:
     metrics = httpx.get(f"{url}/metrics").text
     found = dict(re.findall(r'lfm_batch_seconds_(count|sum)\{model="dense"\} ([\d.e+-]+)', metrics))
     return {"model_calls": float(found["count"]), "model_seconds": float(found["sum"])}
-
-
-def timed(call: Callable[[str], object], total: dict[str, float]) -> Callable[[str], None]:
-    """``call``, adding the seconds it takes to ``total["seconds"]``."""
-
-    def run(query: str) -> None:
-        start = time.perf_counter()
-        call(query)
-        total["seconds"] += time.perf_counter() - start
-
-    return run
 
 
 def http_caller(url: str):
