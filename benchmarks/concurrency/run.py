@@ -2,12 +2,14 @@
 
 Serial baseline: one caller, each query alone through the encoder's direct path
 (``stream_queries([q])``: no batcher, one model call per query). Then 1, 8 and 32 threads
-calling ``encode_queries([q])`` (the micro-batcher coalesces them). Same queries everywhere;
-configurations alternate within each of ``--repeats`` rounds; medians (and the ratio's
-min-max over rounds) are reported with the load average before and after.
+calling the encoder's micro-batcher with one query each (it coalesces them; ``--load-wait 0,0.1``
+runs one micro-batcher per value, alternating). Same queries everywhere; configurations
+alternate within each of ``--repeats`` rounds; medians (and the ratio's min-max over rounds)
+are reported with the load average before and after, and "busy", the share of each run's wall
+time inside model calls.
 
     python benchmarks/concurrency/run.py [--model lfm25-random|lfm25-colbert-random|minilm] [--queries 96]
-        [--device cpu|cuda] [--dtype bfloat16] [--maxsim-docs 10000]
+        [--device cpu|cuda] [--dtype bfloat16] [--maxsim-docs 10000] [--load-wait 0,0.1]
 
 ``lfm25-random``: the real-size LFM2.5-Embedding architecture with random weights, built as
 benchmarks/encoder/run.py builds it (real compute cost); ``minilm``: the real all-MiniLM-L6-v2;
@@ -59,6 +61,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument(
+        "--load-wait", default="0.1", help="micro-batcher load_wait; several (0,0.1): one batcher each, alternating"
+    )
+    parser.add_argument(
         "--lengths",
         choices=["mixed", "single"],
         default="mixed",
@@ -68,7 +73,10 @@ def main() -> None:
     args = parser.parse_args()
     load_before = load_average()
     encoder = load_encoder(args.model, args.device, args.dtype)
-    encoder.set_query_batching(max_wait_s=args.max_wait_ms / 1000, max_batch_texts=64)
+    waits = [float(w) for w in args.load_wait.split(",")]
+    # one micro-batcher per --load-wait value over the same encoder (its lock: one model call at a time)
+    options = {"max_wait_s": args.max_wait_ms / 1000, "max_batch_texts": 64}
+    batchers = [encoder._new_batcher({**options, "load_wait": wait}) for wait in waits]
     queries = make_queries(args.queries, single_length_of=token_lengths(encoder) if args.lengths == "single" else None)
     distinct = len(set(token_lengths(encoder)(queries)))
     index = None
@@ -84,13 +92,16 @@ def main() -> None:
     def batch_done(texts: int, requests: int, seconds: float) -> None:
         inprocess["seconds"] += seconds
 
-    encoder.query_batcher.add_listener(batch_done)
+    for batcher in batchers:
+        batcher.add_listener(batch_done)
     serial_call = timed(lambda q: list(encoder.stream_queries([q])), inprocess)
     serial = (f"serial batch-of-one {what} (no batcher)", 1, lambda q: answered(serial_call(q)))
     configs = [serial]
     for callers in [int(c) for c in args.callers.split(",")]:
-        configs.append((f"micro-batcher {what}", callers, lambda q: answered(encoder.encode_queries([q]))))
-    calls_before, batches_before = encoder.stats.model_calls, encoder.query_batcher.stats.batches
+        for wait, batcher in zip(waits, batchers, strict=True):
+            name = f"micro-batcher {what}" + (f", load-wait {wait:g}" if len(waits) > 1 else "")
+            configs.append((name, callers, lambda q, b=batcher: answered(b.encode([q]))))
+    calls_before = encoder.stats.model_calls
     with torch.inference_mode():
         for query in queries[:4]:  # warm-up
             configs[0][2](query)
@@ -108,12 +119,13 @@ def main() -> None:
     print(f"model {args.model} ({precision}) on {device}, {len(queries)} queries of {distinct} token lengths")
     print(f"load average before: {load_before}   after: {load_after}")
     print_table(rows)
-    batches = encoder.query_batcher.stats.batches - batches_before
-    print(f"all rounds: {total_calls} model calls; the batcher made {batches} batches")
+    batches = sum(batcher.stats.batches for batcher in batchers)
+    print(f"all rounds: {total_calls} model calls; the batchers made {batches} batches")
     result = {
         "model": args.model,
         "dtype": args.dtype or "float32",
         "maxsim_docs": args.maxsim_docs if index is not None else None,
+        "load_wait": waits,
         "distinct_token_lengths": distinct,
         "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": device},
         "load_average_before": load_before,
