@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument(
-        "--load-wait", default="0.1", help="micro-batcher load_wait; several (0,0.1): one batcher each, alternating"
+        "--load-wait", default="0", help="micro-batcher load_wait; several (0,0.1): one batcher each, alternating"
     )
     parser.add_argument(
         "--lengths",

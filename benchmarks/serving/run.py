@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument(
-        "--load-wait", default="0.1", help="the servers' --load-wait; several (0,0.1): one server each, alternating"
+        "--load-wait", default="0", help="the servers' --load-wait; several (0,0.1): one server each, alternating"
     )
     parser.add_argument("--lengths", choices=["mixed", "single"], default="mixed")
     parser.add_argument("--device", default="cpu", help="where the server and the in-process baseline run")

@@ -356,7 +356,7 @@ def serve(
         typer.Option(
             min=0.0, help="Under load, a batch waits up to this times the last model call for the callers it served"
         ),
-    ] = 0.1,
+    ] = 0.0,
     graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get at shutdown")] = 60,
 ) -> None:
     """Serve the models over HTTP (needs lfm-retrieval[serve]): /embed, /v1/embeddings, /embed_multivector,

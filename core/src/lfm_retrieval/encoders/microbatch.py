@@ -67,7 +67,9 @@ class MicroBatcher(Generic[Vector]):
     most ``load_wait`` times that call's duration after it ended. Callers that send their next query
     as soon as the last one is answered (a client pool, a web app's workers) then come back
     into one batch, instead of the first of them running alone while the rest queue behind
-    it. A lone caller never waits; ``load_wait=0`` turns this off.
+    it. A lone caller never waits. Off by default (``load_wait=0``): on a 2-core CPU it gave
+    fewer model calls but no measured throughput gain (README, Benchmarks); try 0.1 where
+    a model call costs little more for a larger batch (a GPU).
 
     Each caller's texts are checked by ``validate`` before they are queued, so a bad input
     fails only its own caller; if a shared model call still fails, each request of that
@@ -87,7 +89,7 @@ class MicroBatcher(Generic[Vector]):
         max_batch_texts: int = 64,
         max_batch_chars: int = 64 * 512,
         max_queue: int = 1024,
-        load_wait: float = 0.1,
+        load_wait: float = 0.0,
         idle_exit_s: float = 1.0,
         name: str = "lfm-microbatch",
     ) -> None:

@@ -54,7 +54,7 @@ class Limits:
     """How long the first waiting query holds its batch open for others."""
     max_batch_texts: int = 64
     """Texts per coalesced query model call."""
-    load_wait: float = 0.1
+    load_wait: float = 0.0
     """Under load, how long (times the last model call) a batch waits for the callers it last served."""
 
 
