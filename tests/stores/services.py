@@ -39,7 +39,7 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("milvus")
     from lfm_retrieval.testing.servers import milvus_server
 
-    with milvus_server(tmp_path_factory.mktemp("milvus")) as uri:
+    with milvus_server(tmp_path_factory.mktemp("milvus"), short_intervals=True) as uri:
         yield uri
 
 

@@ -6,10 +6,13 @@ payload updates, and a Lite round trip."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -134,6 +137,29 @@ def test_writes_of_another_process_are_counted_at_once_and_searched_with_strong(
 def test_an_unknown_consistency_level_is_refused(milvus_uri):
     with pytest.raises(ValueError, match="consistency"):
         open_store(f"{milvus_uri.rstrip('/')}/{_name()}", consistency="Sometimes")
+
+
+def test_the_session_server_runs_with_the_short_intervals(milvus_uri):
+    """The test server's polling settings reach the Milvus process (milvus_server(short_intervals=True))."""
+    from lfm_retrieval.testing.servers import SHORT_INTERVALS
+
+    if os.environ.get("LFM_TEST_MILVUS_URI"):
+        pytest.skip("a server from the environment: its settings are its own")
+    port = urlsplit(milvus_uri).port
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (
+                b"standalone" in (proc / "cmdline").read_bytes()
+                and f"port: {port}\n" in (proc / "cwd" / "configs" / "milvus.yaml").read_text()
+            ):
+                found.append(
+                    dict(line.split("=", 1) for line in (proc / "environ").read_text().split("\0") if "=" in line)
+                )
+        except OSError:  # another user's process, or one that just exited
+            continue
+    assert len(found) == 1, f"one Milvus process on port {port}, found {len(found)}"
+    assert {key: found[0].get(key) for key in SHORT_INTERVALS} == SHORT_INTERVALS
 
 
 # -- the expression builder ---------------------------------------------------------------------
