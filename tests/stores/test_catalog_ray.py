@@ -367,7 +367,7 @@ def test_a_store_that_stops_answering_fails_the_run_naming_it_and_a_rerun_resume
         return result
 
     monkeypatch.setattr(ray_stages.Apply, "__call__", stop_after_two)
-    store = open_store(uri)
+    store = open_store(uri, timeout=2)  # the stopped server is named within 2 s, not the default 10
     with pytest.raises(StoreUnavailableError, match="products"):
         job(dense_encoder, store, ray_engine(driver_writes=True)).run(rows)
     monkeypatch.undo()
