@@ -75,8 +75,8 @@ auto-compaction-retention: "1000"
 
 
 #: Milvus reads any config key from the environment (upper case, dots as underscores), also keys
-#: the milvus wheel's config template lacks. Milliseconds, except the last two (seconds); the
-#: template's values in comments. Measured as a set: fewer of them left the load time as it was.
+#: the milvus wheel's config template lacks (the last four). Milliseconds, except the last two
+#: (seconds); the template's values in comments. Measured as a set: fewer left the load time as it was.
 SHORT_INTERVALS = {
     "PROXY_TIMETICKINTERVAL": "50",  # 200: how long a Strong read waits for the time tick
     "QUERYCOORD_CHECKINTERVAL": "100",  # 1000
