@@ -53,6 +53,25 @@ def test_the_backbone_zeroes_pads_when_asked(dense_path):
     assert (leaky[0, :5] - alone[0]).abs().max() > 1e-4, "without zeroing the pads leak (as trained)"
 
 
+def test_pads_never_reach_the_token_wise_layers(dense_path):
+    """With ``zero_padding`` a padded batch's Linear layers see its real tokens only (what makes
+    padding cheap), the outputs at pads are 0, and autograd runs the same computation."""
+    model = AutoModel.from_pretrained(dense_path).eval()
+    model.zero_padding = True
+    rows: list[int] = []
+    for layer in model.layers:
+        layer.feed_forward.w1.register_forward_hook(lambda _m, args, _out: rows.append(args[0].shape[0]))
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44], [1, 50, 51, 0, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert rows == [9] * len(model.layers), "6 + 3 real tokens, no pads, in every layer's MLP"
+    assert out[1, 3:].abs().max() == 0 and out[1, :3].abs().min() > 0
+    with torch.enable_grad():
+        trained = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert trained.requires_grad and (trained - out).abs().max() < 1e-6
+
+
 def test_length_sorted_batches_respect_every_limit():
     lengths = [5, 17, 5, 16, 300, 3, 17, 40, 1]
     assert length_sorted_batches(lengths, 32, 10_000, 0.0) == [[4], [7], [1, 6], [3], [0, 2], [5], [8]]
