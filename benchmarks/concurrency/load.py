@@ -207,15 +207,20 @@ def _busy_fraction(runs: list[dict]) -> float | None:
     return round(float(np.median([run["model_seconds"] / run["seconds"] for run in runs])), 3)
 
 
-def paired_p50(first: Callable[[str], object], second: Callable[[str], object], queries: list[str]) -> tuple:
-    """p50 latency (ms) of two ways to answer the same query, called alternately query by query."""
+def paired_times(
+    first: Callable[[str], object], second: Callable[[str], object], queries: list[str]
+) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of two ways to answer the same query, called alternately query by query; the
+    order swaps every query, so neither always runs right after the other (whose after-effects on
+    a 2-core machine, e.g. its threads still spinning, would then fall on one side only)."""
     times: tuple[list[float], list[float]] = ([], [])
-    for query in queries:
-        for call, out in ((first, times[0]), (second, times[1])):
+    pair = ((first, times[0]), (second, times[1]))
+    for i, query in enumerate(queries):
+        for call, out in pair if i % 2 == 0 else pair[::-1]:
             start = time.perf_counter()
             call(query)
             out.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times[0])), float(np.median(times[1]))
+    return times
 
 
 def print_table(rows: list[dict]) -> None:

@@ -4,8 +4,9 @@ The server runs as its own process (``lfm-retrieval serve --port 0`` on 127.0.0.
 same checkpoint this script loads in-process. Measured, on the same queries:
   * serial in-process batch-of-one: ``stream_queries([q])``, one model call per query (the baseline);
   * 1, 8 and 32 concurrent HTTP clients (a thread each, keep-alive), ``POST /embed`` query side;
-  * HTTP overhead at 1 client: in-process and HTTP calls alternate query by query; HTTP p50
-    minus in-process p50, as a fraction of it.
+  * HTTP overhead at 1 client: in-process and HTTP calls alternate query by query (the order
+    swapping every query); HTTP p50 minus in-process p50, as a fraction of it, and the mean time
+    a request spends outside the server's model call (its ``lfm_batch_seconds`` over those calls).
 Configurations alternate within each of ``--repeats`` rounds (medians reported, with the load
 average before and after). "busy" is the share of each run's wall time spent inside model calls
 (the server's ``lfm_batch_seconds``; the baseline's own calls): below 100 % the model sat idle.
@@ -29,10 +30,11 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "concurrency"))
-from load import alternate, load_average, make_queries, model_path, paired_p50, print_table, timed, token_lengths
+from load import alternate, load_average, make_queries, model_path, paired_times, print_table, timed, token_lengths
 
 from lfm_retrieval import DenseEncoder
 
@@ -123,7 +125,12 @@ def main() -> None:
                 }
 
             rows = alternate(configs, queries, args.repeats, counters)
-            inprocess_p50, http_p50 = paired_p50(serial[2], call, queries)
+            before = server_counters(urls[0])["model_seconds"]
+            inprocess_ms, http_ms = paired_times(serial[2], call, queries)
+            server_model_ms = (server_counters(urls[0])["model_seconds"] - before) * 1000
+        inprocess_p50, http_p50 = float(np.median(inprocess_ms)), float(np.median(http_ms))
+        # what a request spends outside the server's model call (HTTP, JSON, queueing), on average
+        outside_model_ms = (sum(http_ms) - server_model_ms) / len(http_ms)
         metrics = httpx.get(f"{urls[0]}/metrics").text
     finally:
         for process, _ in servers:
@@ -142,7 +149,8 @@ def main() -> None:
     print(
         f"HTTP overhead at 1 client (alternating calls with the first server, {len(queries)} pairs): "
         f"p50 {http_p50:.2f} ms over HTTP "
-        f"vs {inprocess_p50:.2f} ms in-process: {overhead:+.1%}"
+        f"vs {inprocess_p50:.2f} ms in-process: {overhead:+.1%}; per request {outside_model_ms:.2f} ms "
+        f"outside the server's model call (mean HTTP {np.mean(http_ms):.2f} ms)"
     )
     batches = re.findall(r'lfm_batch_texts_(count|sum)\{model="dense"\} ([\d.e+]+)', metrics)
     stats = {name: float(value) for name, value in batches}
@@ -159,6 +167,7 @@ def main() -> None:
         "rows": rows,
         "http_overhead_at_1_client": round(overhead, 4),
         "paired_p50_ms": {"in_process": round(inprocess_p50, 2), "http": round(http_p50, 2)},
+        "http_ms_outside_model_call": round(outside_model_ms, 2),
         "server_batches": stats,
     }
     target = out / f"serving-{args.model}-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
