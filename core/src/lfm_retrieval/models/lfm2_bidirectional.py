@@ -109,9 +109,10 @@ class _TokenRows:
 
     Every layer but attention and the convolution works on each token alone, and on a CPU
     those layers' matrix products are ~90 % of the time: leaving the pads out of them makes
-    a padded batch cost its real tokens only (32 mixed-length queries, ~20 % pads: 6.2 s ->
-    3.7 s on 2 cores). Attention and the convolution see the (batch, seq, width) layout with
-    zeros at the pads (the convolution's own zero padding) and pads masked as keys.
+    a padded batch cost its real tokens only (32 mixed-length queries on 2 cores, real-size
+    model: 4.40 s -> 3.61 s at ``max_padding=0.2``, 5.40 s -> 3.01 s at 1.0). Attention and
+    the convolution see the (batch, seq, width) layout with zeros at the pads (the
+    convolution's own zero padding) and pads masked as keys.
     """
 
     def __init__(self, batch: int, seq_len: int, real: torch.Tensor | None) -> None:
