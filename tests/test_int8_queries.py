@@ -91,14 +91,18 @@ def test_auto_keeps_float32_queries_where_int8_does_not_agree(minilm_path, monke
 
 def test_concurrent_and_batched_queries_equal_one_by_one_on_the_int8_copy(minilm_path):
     """Equal-length batches are bit-exact in int8 too. In a padded batch, attention's float32 sums
-    differ from a text's own by ~1e-7, which can flip one rounded int8 activation: measured max
-    abs diff 1.5e-3, cosine 0.99994 (float32 itself: 1e-7)."""
+    differ from a text's own (1e-7 on an AVX2 CPU, 2e-6 in MiniLM's last hidden state on an AVX-512
+    one), which can flip rounded int8 activations: measured cosine to the text alone 0.99994 (AVX2)
+    and 0.9983 (AVX-512 VNNI), where int8 alone is at 0.996-0.998 to float32. The bound: coalescing
+    moves a query no further than int8 itself moves it from float32."""
     exact = DenseEncoder(str(minilm_path), quantize="queries", max_padding=0)
     alone = np.stack([exact.encode_queries([t])[0] for t in TEXTS])
     assert np.array_equal(exact.encode_queries(TEXTS), alone)
     padded = DenseEncoder(str(minilm_path), quantize="queries")
     assert padded.max_padding > 0
-    assert np.sum(padded.encode_queries(TEXTS) * alone, axis=1).min() > 0.9999
+    fp32 = DenseEncoder(str(minilm_path), quantize=None, max_padding=0)
+    int8_error = 1 - np.sum(np.stack([fp32.encode_queries([t])[0] for t in TEXTS]) * alone, axis=1).min()
+    assert 1 - np.sum(padded.encode_queries(TEXTS) * alone, axis=1).min() <= int8_error
 
 
 def test_queries_refuse_a_gpu_and_unknown_modes_are_named(minilm_path):

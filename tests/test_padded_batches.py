@@ -87,7 +87,7 @@ def test_length_sorted_batches_respect_every_limit():
 
 @pytest.mark.parametrize("side", ["query", "document"])
 def test_dense_padded_batches_equal_each_text_alone(dense_path, side):
-    encoder = DenseEncoder(str(dense_path), device="cpu", max_padding=1.0)
+    encoder = DenseEncoder(str(dense_path), device="cpu", max_padding=1.0, max_batch_tokens=16384)
     calls = _record_batches(encoder)
     encode = encoder.encode_queries if side == "query" else encoder.encode_documents
     batched = encode(MIXED)
@@ -103,7 +103,7 @@ def test_dense_padded_batches_equal_each_text_alone(dense_path, side):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_colbert_padded_batches_equal_each_text_alone(colbert_path, backend):
-    encoder = ColBERTEncoder(str(colbert_path), backend=backend, device="cpu", max_padding=1.0)
+    encoder = ColBERTEncoder(str(colbert_path), backend=backend, device="cpu", max_padding=1.0, max_batch_tokens=16384)
     calls = _record_batches(encoder)
     for encode in (encoder.encode_documents, encoder.encode_queries):
         calls.clear()
@@ -158,3 +158,14 @@ def test_batch_size_defaults_per_device(dense_path):
     assert choose_batch_size(on_an_accelerator, None) == BATCH_SIZE["cuda"] == 512
     with pytest.raises(ValueError, match="batch_size"):
         DenseEncoder(str(dense_path), device="cpu", batch_size=0)
+
+
+def test_max_batch_tokens_defaults_per_device(dense_path):
+    from lfm_retrieval.encoders.loading import BATCH_TOKENS, choose_max_batch_tokens
+
+    assert DenseEncoder(str(dense_path), device="cpu").max_batch_tokens == BATCH_TOKENS["cpu"] == 1024
+    assert DenseEncoder(str(dense_path), device="cpu", max_batch_tokens=300).max_batch_tokens == 300
+    on_an_accelerator = torch.nn.Linear(2, 2, device="meta")
+    assert choose_max_batch_tokens(on_an_accelerator, None) == BATCH_TOKENS["cuda"] == 16384
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        DenseEncoder(str(dense_path), device="cpu", max_batch_tokens=0)

@@ -35,11 +35,12 @@ class Encoder(ABC, Generic[Vector]):
     knows whether its model's pads are inert and which device it runs on.
     """
 
-    def __init__(self, batch_size: int | None, max_batch_tokens: int, chunk_size: int) -> None:
-        if min(1 if batch_size is None else batch_size, max_batch_tokens, chunk_size) < 1:
+    def __init__(self, batch_size: int | None, max_batch_tokens: int | None, chunk_size: int) -> None:
+        if any(value is not None and value < 1 for value in (batch_size, max_batch_tokens, chunk_size)):
             raise ValueError("batch_size, max_batch_tokens and chunk_size must be positive")
-        self.batch_size = batch_size or 0  # None: the subclass sets the device's default once loaded
-        self.max_batch_tokens = max_batch_tokens
+        # None: the subclass sets the device's default once the model is loaded
+        self.batch_size = batch_size or 0
+        self.max_batch_tokens = max_batch_tokens or 0
         self.chunk_size = chunk_size
         self.stats = EncodeStats()
         self.max_padding = 0.0

@@ -17,6 +17,7 @@ from lfm_retrieval.encoders.loading import (
     Quantize,
     check_backbone,
     choose_batch_size,
+    choose_max_batch_tokens,
     choose_max_padding,
     embedding_dimension,
     load_device,
@@ -52,7 +53,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         dtype: torch.dtype | None = None,
         quantize: Quantize = "auto",
         batch_size: int | None = None,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int | None = None,
         chunk_size: int = 1024,
         max_padding: float | None = None,
     ) -> None:
@@ -93,6 +94,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         place(self.model, dtype, quantize)
         self.max_padding = choose_max_padding(self.model, max_padding)
         self.batch_size = choose_batch_size(self.model, batch_size)
+        self.max_batch_tokens = choose_max_batch_tokens(self.model, max_batch_tokens)
         self.dimension = embedding_dimension(self.model)
         self._prepare_int8_queries(quantize, dtype)
 

@@ -14,6 +14,7 @@ from lfm_retrieval.encoders.loading import (
     Quantize,
     check_backbone,
     choose_batch_size,
+    choose_max_batch_tokens,
     choose_max_padding,
     embedding_dimension,
     load_device,
@@ -50,7 +51,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         dtype: torch.dtype | None = None,
         quantize: Quantize = "auto",
         batch_size: int | None = None,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int | None = None,
         chunk_size: int = 1024,
         normalize: bool = True,
         max_padding: float | None = None,
@@ -70,6 +71,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         set_zero_padding(self.model, True)
         self.max_padding = choose_max_padding(self.model, max_padding)
         self.batch_size = choose_batch_size(self.model, batch_size)
+        self.max_batch_tokens = choose_max_batch_tokens(self.model, max_batch_tokens)
         prompts = self.model.prompts or {}
         missing = [side.value for side in Side if not prompts.get(side.value)]
         if missing and is_lfm25:
