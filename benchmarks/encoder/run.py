@@ -12,9 +12,11 @@ Configurations alternate (the order rotates each repeat) ``--repeats`` times; th
 gives the median time and the spread (min-max), with the load average before and after.
 
     python benchmarks/encoder/run.py [--texts 192] [--repeats 3] [--device cpu|cuda] [--our-batch-sizes 32 256]
+        [--our-batch-tokens 1024 16384]
 
-``--our-batch-sizes``: ``DenseEncoder``'s ``batch_size`` values to run (each under its 16,384-token
-budget); sentence-transformers keeps ``--batch-size`` (its default, 32, as its users run it).
+``--our-batch-sizes``: ``DenseEncoder``'s ``batch_size`` values to run; ``--our-batch-tokens``: its
+``max_batch_tokens`` values (default: the device's, 1,024 on CPU, 16,384 on CUDA); sentence-transformers
+keeps ``--batch-size`` (its default, 32, as its users run it) and has no token budget.
 """
 
 from __future__ import annotations
@@ -129,6 +131,12 @@ def main() -> None:
     parser.add_argument(
         "--our-batch-sizes", type=int, nargs="+", help="DenseEncoder batch_size values (default: --batch-size)"
     )
+    parser.add_argument(
+        "--our-batch-tokens",
+        type=int,
+        nargs="+",
+        help="DenseEncoder max_batch_tokens values (default: the device's, BATCH_TOKENS), fp32 and int8 alike",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cuda = args.device == "cuda"
@@ -157,10 +165,10 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
     default_padding = MAX_PADDING["cuda" if cuda else "cpu"]
     ours = DenseEncoder(str(path), device=args.device, dtype=dtype, quantize=None, batch_size=args.batch_size)
 
-    def with_padding(max_padding: float, batch_size: int):
+    def with_limits(encoder: DenseEncoder, max_padding: float, batch_size: int, batch_tokens: int):
         def run():
-            ours.max_padding, ours.batch_size = max_padding, batch_size
-            return ours.encode_documents(texts)
+            encoder.max_padding, encoder.batch_size, encoder.max_batch_tokens = max_padding, batch_size, batch_tokens
+            return encoder.encode_documents(texts)
 
         return run
 
@@ -168,14 +176,24 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
     if args.paddings is not None:
         paddings = {("equal-length" if p == 0 else f"padded {p}"): p for p in args.paddings}
     batch_sizes = args.our_batch_sizes or [args.batch_size]
+    batch_tokens = args.our_batch_tokens or [ours.max_batch_tokens]
+
+    def suffix(batch_size: int, tokens: int) -> str:
+        return (f", batch {batch_size}" if len(batch_sizes) > 1 else "") + (
+            f", {tokens} tok" if len(batch_tokens) > 1 else ""
+        )
+
     for batch_size in batch_sizes:
-        suffix = f", batch {batch_size}" if len(batch_sizes) > 1 else ""
-        for label, max_padding in paddings.items():  # the default may be 1.0: one entry then
-            configs[f"DenseEncoder {kind} {label}{suffix}"] = with_padding(max_padding, batch_size)
+        for tokens in batch_tokens:
+            for label, max_padding in paddings.items():  # the default may be 1.0: one entry then
+                name = f"DenseEncoder {kind} {label}{suffix(batch_size, tokens)}"
+                configs[name] = with_limits(ours, max_padding, batch_size, tokens)
     int8_speedup = None if cuda else round(int8_matmul_speedup(), 3)
     if int8_speedup is not None and (int8_speedup >= INT8_MIN_MATMUL_SPEEDUP or args.int8):
         ours_int8 = DenseEncoder(str(path), quantize="int8", batch_size=args.batch_size)
-        configs[f"DenseEncoder int8 padded {ours_int8.max_padding}"] = lambda: ours_int8.encode_documents(texts)
+        for tokens in batch_tokens:
+            name = f"DenseEncoder int8 padded {ours_int8.max_padding}{suffix(args.batch_size, tokens)}"
+            configs[name] = with_limits(ours_int8, ours_int8.max_padding, args.batch_size, tokens)
     elif int8_speedup is not None:
         print(f"int8 left out: this CPU's int8 matmul runs at {int8_speedup}x float32's (--int8 runs it anyway)")
 
