@@ -165,9 +165,9 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
     default_padding = MAX_PADDING["cuda" if cuda else "cpu"]
     ours = DenseEncoder(str(path), device=args.device, dtype=dtype, quantize=None, batch_size=args.batch_size)
 
-    def with_limits(encoder: DenseEncoder, max_padding: float, batch_size: int, batch_tokens: int):
+    def with_limits(encoder: DenseEncoder, max_padding: float, batch_size: int, budget: int):
         def run():
-            encoder.max_padding, encoder.batch_size, encoder.max_batch_tokens = max_padding, batch_size, batch_tokens
+            encoder.max_padding, encoder.batch_size, encoder.max_batch_tokens = max_padding, batch_size, budget
             return encoder.encode_documents(texts)
 
         return run
@@ -178,22 +178,22 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
     batch_sizes = args.our_batch_sizes or [args.batch_size]
     batch_tokens = args.our_batch_tokens or [ours.max_batch_tokens]
 
-    def suffix(batch_size: int, tokens: int) -> str:
+    def suffix(batch_size: int, budget: int) -> str:
         return (f", batch {batch_size}" if len(batch_sizes) > 1 else "") + (
-            f", {tokens} tok" if len(batch_tokens) > 1 else ""
+            f", {budget} tok" if len(batch_tokens) > 1 else ""
         )
 
     for batch_size in batch_sizes:
-        for tokens in batch_tokens:
+        for budget in batch_tokens:
             for label, max_padding in paddings.items():  # the default may be 1.0: one entry then
-                name = f"DenseEncoder {kind} {label}{suffix(batch_size, tokens)}"
-                configs[name] = with_limits(ours, max_padding, batch_size, tokens)
+                name = f"DenseEncoder {kind} {label}{suffix(batch_size, budget)}"
+                configs[name] = with_limits(ours, max_padding, batch_size, budget)
     int8_speedup = None if cuda else round(int8_matmul_speedup(), 3)
     if int8_speedup is not None and (int8_speedup >= INT8_MIN_MATMUL_SPEEDUP or args.int8):
         ours_int8 = DenseEncoder(str(path), quantize="int8", batch_size=args.batch_size)
-        for tokens in batch_tokens:
-            name = f"DenseEncoder int8 padded {ours_int8.max_padding}{suffix(args.batch_size, tokens)}"
-            configs[name] = with_limits(ours_int8, ours_int8.max_padding, args.batch_size, tokens)
+        for budget in batch_tokens:
+            name = f"DenseEncoder int8 padded {ours_int8.max_padding}{suffix(args.batch_size, budget)}"
+            configs[name] = with_limits(ours_int8, ours_int8.max_padding, args.batch_size, budget)
     elif int8_speedup is not None:
         print(f"int8 left out: this CPU's int8 matmul runs at {int8_speedup}x float32's (--int8 runs it anyway)")
 
