@@ -9,7 +9,7 @@ import logging
 import time
 from itertools import chain
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 
@@ -41,6 +41,7 @@ INT8_QUERIES_MIN_AGREEMENT = 0.99
 # 0.03-0.1x (int8 20-30x slower): benchmarks/encoder/query_latency.py.
 INT8_MIN_MATMUL_SPEEDUP = 1.5
 logger = logging.getLogger("lfm_retrieval")
+T = TypeVar("T", int, float)
 
 
 def looks_like_path(model: str) -> bool:
@@ -210,26 +211,25 @@ def choose_max_padding(model: torch.nn.Module, requested: float | None) -> float
                 "padding change the vectors of real tokens; use max_padding=0 (equal-length batches)"
             )
         return 0.0
+    return per_device(model, requested, MAX_PADDING)
+
+
+def per_device(model: torch.nn.Module, requested: T | None, defaults: dict[str, T]) -> T:
+    """``requested``, or ``defaults`` for the device ``model`` sits on (any accelerator: ``"cuda"``'s)."""
     if requested is not None:
         return requested
     device = next(model.parameters()).device.type
-    return MAX_PADDING.get(device, MAX_PADDING["cuda"])
+    return defaults.get(device, defaults["cuda"])
 
 
 def choose_batch_size(model: torch.nn.Module, requested: int | None) -> int:
     """``requested``, or the default for the device ``model`` sits on (:data:`BATCH_SIZE`)."""
-    if requested is not None:
-        return requested
-    device = next(model.parameters()).device.type
-    return BATCH_SIZE.get(device, BATCH_SIZE["cuda"])
+    return per_device(model, requested, BATCH_SIZE)
 
 
 def choose_max_batch_tokens(model: torch.nn.Module, requested: int | None) -> int:
     """``requested``, or the default for the device ``model`` sits on (:data:`BATCH_TOKENS`)."""
-    if requested is not None:
-        return requested
-    device = next(model.parameters()).device.type
-    return BATCH_TOKENS.get(device, BATCH_TOKENS["cuda"])
+    return per_device(model, requested, BATCH_TOKENS)
 
 
 def load_device(device: str | None, dtype: torch.dtype | None, quantize: Quantize) -> str | None:
