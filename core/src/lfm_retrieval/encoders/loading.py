@@ -13,6 +13,7 @@ from typing import Literal, TypeVar
 
 import torch
 
+from lfm_retrieval.encoders.allocator import reuse_freed_memory
 from lfm_retrieval.errors import ModelLoadError
 from lfm_retrieval.int8 import Int8Linear, quantize_linear_layers
 from lfm_retrieval.models import Lfm2BidirectionalModel, is_bidirectional_backbone, is_bidirectional_checkpoint
@@ -245,11 +246,14 @@ def load_device(device: str | None, dtype: torch.dtype | None, quantize: Quantiz
 
 
 def place(model: torch.nn.Module, dtype: torch.dtype | None, quantize: Quantize) -> torch.nn.Module:
-    """Cast ``model`` to ``dtype``, or make its Linear layers int8 (CPU), then set eval mode."""
+    """Cast ``model`` to ``dtype``, or make its Linear layers int8 (CPU), then set eval mode.
+    On the CPU, malloc is also told to keep freed memory for the next batch (:mod:`.allocator`)."""
     if quantize == "int8":
         quantize_linear_layers(model)
     elif dtype is not None:
         model.to(dtype)
+    if next(model.parameters()).device.type == "cpu":
+        reuse_freed_memory()
     return model.eval()
 
 
