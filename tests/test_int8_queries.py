@@ -1,8 +1,11 @@
-"""int8 queries on CPU: an int8 copy of the model for the query side only, kept where it agrees."""
+"""Reduced-precision queries on CPU: an int8 or bfloat16 copy of the model for the query side only,
+kept where it agrees (and, of two that agree, the faster)."""
 
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -30,7 +33,7 @@ def test_queries_int8_documents_float32_on_real_text(minilm_path):
     queries, reference = mixed.encode_queries(TEXTS), fp32.encode_queries(TEXTS)
     assert _mean_cosine(queries, reference) >= 0.99
     assert np.abs(queries - reference).max() > 1e-6
-    assert mixed.query_int8_agreement >= 0.99
+    assert mixed.query_agreement["int8"] >= 0.99
 
 
 def test_the_int8_copy_shares_every_tensor_but_the_linear_weights(minilm_path):
@@ -48,28 +51,37 @@ def test_auto_leaves_small_models_in_float32(minilm_path):
     assert encoder.query_model is None and encoder.query_precision == "float32"
 
 
+def cpu_speedups(monkeypatch, **speedups: float) -> None:
+    """This CPU's matmul speedups over float32 as given (e.g. int8=4.0: int8 dot-product instructions)."""
+    monkeypatch.setattr(loading, "matmul_speedup", lambda precision: speedups[precision])
+
+
 @pytest.fixture
 def int8_pays(monkeypatch):
-    """This CPU's int8 matmul as fast as one with int8 dot-product instructions (4x float32)."""
-    monkeypatch.setattr(loading, "int8_matmul_speedup", lambda: 4.0)
+    """A CPU with int8 dot-product instructions (int8 matmul 4x float32) and no fast bfloat16."""
+    cpu_speedups(monkeypatch, int8=4.0, bfloat16=0.5)
 
 
-def test_the_int8_matmul_speedup_is_measured():
-    speedup = loading.int8_matmul_speedup()
-    assert 0.0 < speedup < 100.0 and loading.int8_matmul_speedup() == speedup, "measured once per process"
+def test_the_matmul_speedups_are_measured():
+    for precision in loading.QUERY_PRECISIONS:
+        speedup = loading.matmul_speedup(precision)
+        assert 0.0 < speedup < 100.0 and loading.matmul_speedup(precision) == speedup, "measured once per process"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        loading.matmul_speedup("int4")
 
 
 def test_auto_makes_large_cpu_models_queries_int8(minilm_path, monkeypatch, int8_pays):
-    monkeypatch.setattr(loading, "INT8_QUERIES_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
     encoder = DenseEncoder(str(minilm_path))
-    assert encoder.query_precision == "int8" and encoder.query_int8_agreement >= 0.99
+    assert encoder.query_precision == "int8" and encoder.query_agreement["int8"] >= 0.99
+    assert list(encoder.query_agreement) == ["int8"] and not encoder.query_seconds, "bfloat16 does not pay here"
     # not when the model is asked for in another dtype
     assert DenseEncoder(str(minilm_path), dtype=torch.bfloat16).query_model is None
 
 
 def test_auto_keeps_float32_queries_where_int8_matmuls_are_slow(minilm_path, monkeypatch, caplog):
-    monkeypatch.setattr(loading, "INT8_QUERIES_MIN_LINEAR_WEIGHTS", 1_000_000)
-    monkeypatch.setattr(loading, "int8_matmul_speedup", lambda: 0.05)
+    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    cpu_speedups(monkeypatch, int8=0.05, bfloat16=0.5)
     assert DenseEncoder(str(minilm_path)).query_model is None
     with caplog.at_level(logging.WARNING, logger="lfm_retrieval"):
         asked = DenseEncoder(str(minilm_path), quantize="queries")
@@ -78,11 +90,11 @@ def test_auto_keeps_float32_queries_where_int8_matmuls_are_slow(minilm_path, mon
 
 
 def test_auto_keeps_float32_queries_where_int8_does_not_agree(minilm_path, monkeypatch, caplog, int8_pays):
-    monkeypatch.setattr(loading, "INT8_QUERIES_MIN_LINEAR_WEIGHTS", 1_000_000)
-    monkeypatch.setattr("lfm_retrieval.encoders.base.INT8_QUERIES_MIN_AGREEMENT", 1.01)
+    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr("lfm_retrieval.encoders.base.QUERY_COPY_MIN_AGREEMENT", 1.01)
     encoder = DenseEncoder(str(minilm_path))
     assert encoder.query_model is None and encoder.query_precision == "float32"
-    assert encoder.query_int8_agreement is not None and encoder.query_int8_agreement < 1.01
+    assert 0.99 < encoder.query_agreement["int8"] < 1.01
     with caplog.at_level(logging.WARNING, logger="lfm_retrieval"):
         asked = DenseEncoder(str(minilm_path), quantize="queries")
     assert asked.query_precision == "int8", "asked for explicitly: kept, with a warning"
@@ -120,4 +132,74 @@ def test_colbert_queries_int8_documents_float32(minilm_path, tmp_path):
         assert np.abs(a - b).max() < 1e-6
     queries, reference = mixed.encode_queries(TEXTS), fp32.encode_queries(TEXTS)
     assert _mean_cosine(np.concatenate(queries), np.concatenate(reference)) >= 0.99
-    assert mixed.query_int8_agreement >= 0.99
+    assert mixed.query_agreement["int8"] >= 0.99
+
+
+@pytest.fixture
+def bfloat16_pays(monkeypatch):
+    """A CPU with AMX: bfloat16 matmul 3x float32, int8 without dot-product instructions."""
+    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    cpu_speedups(monkeypatch, int8=0.05, bfloat16=3.0)
+
+
+def test_auto_gives_queries_a_bfloat16_copy_where_bfloat16_pays(minilm_path, bfloat16_pays):
+    fp32 = DenseEncoder(str(minilm_path), device="cpu", quantize=None)
+    encoder = DenseEncoder(str(minilm_path))
+    assert encoder.query_precision == "bfloat16" and list(encoder.query_agreement) == ["bfloat16"]
+    assert encoder.query_agreement["bfloat16"] >= 0.999
+    assert {p.dtype for p in encoder.query_model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}, "documents keep float32"
+    assert np.abs(encoder.encode_documents(TEXTS) - fp32.encode_documents(TEXTS)).max() < 1e-6
+    queries, reference = encoder.encode_queries(TEXTS), fp32.encode_queries(TEXTS)
+    assert queries.dtype == np.float32 and _mean_cosine(queries, reference) >= 0.999
+    assert np.abs(queries - reference).max() > 1e-6, "the queries did run in bfloat16"
+    assert np.abs(np.linalg.norm(queries, axis=1) - 1).max() < 1e-6, "unit vectors, normalised in float32"
+
+
+def test_auto_keeps_the_faster_copy_when_both_agree(minilm_path, monkeypatch):
+    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    cpu_speedups(monkeypatch, int8=4.0, bfloat16=3.0)
+    encoder = DenseEncoder(str(minilm_path))
+    assert set(encoder.query_agreement) == set(encoder.query_seconds) == {"int8", "bfloat16"}
+    assert min(encoder.query_agreement.values()) >= 0.99
+    assert encoder.query_precision == min(encoder.query_seconds, key=encoder.query_seconds.get)
+    assert all(0 < seconds < 5 for seconds in encoder.query_seconds.values())
+
+
+def test_fastest_alternates_and_keeps_the_shortest():
+    calls: list[str] = []
+
+    def sleeper(key: str, seconds: float):
+        return lambda: (calls.append(key), time.sleep(seconds))
+
+    chosen, best = loading.fastest({"slow": sleeper("slow", 0.03), "quick": sleeper("quick", 0.003)}, rounds=2)
+    assert chosen == "quick" and best["quick"] < 0.02 <= best["slow"]
+    assert calls == ["slow", "quick"] * 3, "one warm-up each, then the rounds alternate"
+
+
+def test_concurrent_and_batched_queries_on_the_bfloat16_copy(minilm_path, bfloat16_pays):
+    """As for int8: coalescing moves a query no further than bfloat16 itself moves it from float32."""
+    encoder = DenseEncoder(str(minilm_path))
+    assert encoder.query_precision == "bfloat16" and encoder.max_padding > 0
+    alone = np.stack([encoder.encode_queries([t])[0] for t in TEXTS])
+    fp32 = DenseEncoder(str(minilm_path), quantize=None, max_padding=0)
+    bf16_error = 1 - np.sum(np.stack([fp32.encode_queries([t])[0] for t in TEXTS]) * alone, axis=1).min()
+    with ThreadPoolExecutor(8) as pool:
+        coalesced = np.stack([v[0] for v in pool.map(lambda t: encoder.encode_queries([t]), TEXTS)])
+    assert 1 - np.sum(encoder.encode_queries(TEXTS) * alone, axis=1).min() <= bf16_error
+    assert 1 - np.sum(coalesced * alone, axis=1).min() <= bf16_error
+
+
+def test_colbert_queries_bfloat16_documents_float32(minilm_path, tmp_path, bfloat16_pays):
+    path = str(build_minilm_colbert(tmp_path / "minilm-colbert", minilm_path))
+    fp32 = ColBERTEncoder(path, device="cpu", quantize=None)
+    mixed = ColBERTEncoder(path)
+    assert mixed.query_precision == "bfloat16"
+    for a, b in zip(mixed.encode_documents(TEXTS), fp32.encode_documents(TEXTS), strict=True):
+        assert np.abs(a - b).max() < 1e-6
+    queries, reference = mixed.encode_queries(TEXTS), fp32.encode_queries(TEXTS)
+    assert all(q.dtype == np.float32 and q.shape == r.shape for q, r in zip(queries, reference, strict=True))
+    for vectors in (reference, queries):
+        norms = np.linalg.norm(np.concatenate(vectors), axis=1)
+        assert np.abs(norms - 1).max() < 1e-5, "unit token vectors in float32 and in bfloat16"
+    assert _mean_cosine(np.concatenate(queries), np.concatenate(reference)) >= 0.999

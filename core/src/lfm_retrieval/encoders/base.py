@@ -13,11 +13,12 @@ import torch
 
 from lfm_retrieval.encoders.batching import EncodeStats, Side, length_sorted_batches, validated_chunks
 from lfm_retrieval.encoders.loading import (
-    INT8_QUERIES_MIN_AGREEMENT,
+    QUERY_COPY_MIN_AGREEMENT,
     Quantize,
-    int8_copy,
-    is_int8,
-    wants_int8_queries,
+    fastest,
+    precision_of,
+    query_copy,
+    query_copy_candidates,
 )
 from lfm_retrieval.encoders.microbatch import MicroBatcher
 from lfm_retrieval.int8 import CALIBRATION_QUERIES, mean_cosine
@@ -49,42 +50,66 @@ class Encoder(ABC, Generic[Vector]):
         self._model_lock = threading.Lock()
         self._query_batcher: MicroBatcher[Vector] | None = None
         self._batcher_lock = threading.Lock()
-        self.query_model: Any = None  # the int8 copy queries run on, when there is one
-        self.query_int8_agreement: float | None = None
+        self.query_model: Any = None  # the int8 or bfloat16 copy queries run on, when there is one
+        # each query copy tried when the model loaded: its mean cosine to float32 on real queries
+        self.query_agreement: dict[str, float] = {}
+        # ... and, where more than one agreed, its best time on one real query (seconds)
+        self.query_seconds: dict[str, float] = {}
 
     model_name: str
     model: Any
 
     @property
     def query_precision(self) -> str:
-        """``"int8"`` when queries run on the int8 copy of the model, else the model's dtype."""
-        if self.query_model is not None:
-            return "int8"
-        return "int8" if is_int8(self.model) else str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        """What queries run in: ``"int8"``, ``"bfloat16"`` (a query copy) or the model's own."""
+        return precision_of(self.query_model if self.query_model is not None else self.model)
 
     def _model_for(self, side: Side) -> Any:
         return self.query_model if side is Side.QUERY and self.query_model is not None else self.model
 
-    def _prepare_int8_queries(self, quantize: Quantize, dtype: torch.dtype | None) -> None:
-        """Give queries an int8 copy of the model where :func:`wants_int8_queries` says so, and keep it
-        only if it agrees with float32 on real queries (:data:`CALIBRATION_QUERIES`): with
-        ``"auto"`` a copy below :data:`INT8_QUERIES_MIN_AGREEMENT` is dropped, with ``"queries"``
-        it is kept with a warning."""
-        if not wants_int8_queries(self.model, quantize, dtype):
+    def _prepare_query_model(self, quantize: Quantize, dtype: torch.dtype | None) -> None:
+        """Give queries a reduced-precision copy of the model where :func:`query_copy_candidates`
+        says so. Each candidate must agree with float32 on real queries (:data:`CALIBRATION_QUERIES`,
+        mean cosine >= :data:`QUERY_COPY_MIN_AGREEMENT`): with ``"auto"`` one that does not is
+        dropped, and of two that do the faster on one real query is kept (measured here, on this
+        model and CPU); ``"queries"`` keeps its int8 copy, with a warning if it disagrees."""
+        candidates = query_copy_candidates(self.model, quantize, dtype)
+        if not candidates:
             return
         texts = list(CALIBRATION_QUERIES)
+        copies = {}
         with torch.inference_mode():
             reference = self._encode_batch(texts, Side.QUERY)
-            self.query_model = int8_copy(self.model)
-            self.query_int8_agreement = mean_cosine(reference, self._encode_batch(texts, Side.QUERY))
-        agreement = self.query_int8_agreement
-        if agreement >= INT8_QUERIES_MIN_AGREEMENT:
-            logger.info("%s: int8 queries (mean cosine %.4f to float32)", self.model_id, agreement)
-        elif quantize == "auto":
-            logger.info("%s: float32 queries: int8 agrees at mean cosine %.4f only", self.model_id, agreement)
+            for precision in candidates:
+                copies[precision] = self.query_model = query_copy(self.model, precision)
+                self.query_agreement[precision] = mean_cosine(reference, self._encode_batch(texts, Side.QUERY))
             self.query_model = None
+            agreeing = {p: m for p, m in copies.items() if self.query_agreement[p] >= QUERY_COPY_MIN_AGREEMENT}
+            if quantize == "queries":
+                chosen: str | None = "int8"
+            elif len(agreeing) > 1:
+                chosen, self.query_seconds = fastest({p: self._query_timer(m, texts[0]) for p, m in agreeing.items()})
+            else:
+                chosen = next(iter(agreeing), None)
+        agreement = ", ".join(f"{p} {cosine:.4f}" for p, cosine in self.query_agreement.items())
+        if chosen is None:
+            logger.info("%s: float32 queries: mean cosine to float32 only %s", self.model_id, agreement)
+            return
+        self.query_model = copies[chosen]
+        if chosen not in agreeing:
+            cosine = self.query_agreement[chosen]
+            logger.warning("%s: %s queries agree at mean cosine %.4f only (< 0.99)", self.model_id, chosen, cosine)
         else:
-            logger.warning("%s: int8 queries agree at mean cosine %.4f only (< 0.99)", self.model_id, agreement)
+            timing = ", ".join(f"{p} {seconds * 1000:.1f} ms" for p, seconds in self.query_seconds.items())
+            logger.info("%s: %s queries (mean cosine to float32: %s%s)", self.model_id, chosen, agreement,
+                        f"; one query: {timing}" if timing else "")  # fmt: skip
+
+    def _query_timer(self, model: Any, query: str):
+        def encode_one() -> None:
+            self.query_model = model
+            self._encode_batch([query], Side.QUERY)
+
+        return encode_one
 
     @property
     def model_id(self) -> str:
@@ -170,3 +195,14 @@ class Encoder(ABC, Generic[Vector]):
 def stack(vectors: list[np.ndarray], dimension: int) -> np.ndarray:
     """Rows into one float32 matrix (an empty input gives shape (0, dimension))."""
     return np.stack(vectors).astype(np.float32, copy=False) if vectors else np.zeros((0, dimension), np.float32)
+
+
+def in_float32(model: Any) -> bool:
+    """Whether ``model`` computes in float32 (int8 models do: their int8 layers output float32)."""
+    return next(model.parameters()).dtype == torch.float32
+
+
+def unit_rows(array: np.ndarray) -> np.ndarray:
+    """``array`` (float32) with each row rescaled to unit L2 norm, in float32. A bfloat16 model's own
+    normalisation leaves norms off by up to ~0.5 % (8 bits of mantissa): stores expect unit vectors."""
+    return array / np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-12)

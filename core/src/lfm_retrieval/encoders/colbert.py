@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from lfm_retrieval.encoders.base import Encoder
+from lfm_retrieval.encoders.base import Encoder, in_float32, unit_rows
 from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.encoders.loading import (
     Quantize,
@@ -96,7 +96,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         self.batch_size = choose_batch_size(self.model, batch_size)
         self.max_batch_tokens = choose_max_batch_tokens(self.model, max_batch_tokens)
         self.dimension = embedding_dimension(self.model)
-        self._prepare_int8_queries(quantize, dtype)
+        self._prepare_query_model(quantize, dtype)
 
     def encode_queries(self, texts: Iterable[str]) -> list[np.ndarray]:
         """Query-side token vectors: one (query_length, dim) array per text; concurrent callers
@@ -129,7 +129,8 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         else:
             encode = model.encode_query if side is Side.QUERY else model.encode_document
             arrays = encode(texts, batch_size=len(texts), convert_to_numpy=True, show_progress_bar=False)
-        return [np.asarray(array, dtype=np.float32) for array in arrays]
+        arrays = [np.asarray(array, dtype=np.float32) for array in arrays]
+        return arrays if in_float32(model) else [unit_rows(array) for array in arrays]
 
 
 def _pick_backend(backend: Backend) -> str:

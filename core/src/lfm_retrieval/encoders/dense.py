@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from lfm_retrieval.encoders.base import Encoder, logger, stack
+from lfm_retrieval.encoders.base import Encoder, in_float32, logger, stack, unit_rows
 from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.encoders.loading import (
     Quantize,
@@ -84,7 +84,7 @@ class DenseEncoder(Encoder[np.ndarray]):
         self.prompts = {side: prompts.get(side.value) or "" for side in Side}
         self.dimension = embedding_dimension(self.model)
         self.max_length: int = self.model.max_seq_length
-        self._prepare_int8_queries(quantize, dtype)
+        self._prepare_query_model(quantize, dtype)
 
     def encode_queries(self, texts: Iterable[str]) -> np.ndarray:
         """Query-side vectors, shape (n, dimension); concurrent callers share model calls."""
@@ -107,11 +107,12 @@ class DenseEncoder(Encoder[np.ndarray]):
     def _encode_batch(self, texts: list[str], side: Side) -> list[np.ndarray]:
         model = self._model_for(side)
         encode = model.encode_query if side is Side.QUERY else model.encode_document
+        exact = in_float32(model)
         vectors = encode(
             texts,
             batch_size=len(texts),
-            normalize_embeddings=self.normalize,
+            normalize_embeddings=self.normalize and exact,
             convert_to_numpy=True,
             show_progress_bar=False,
-        )
-        return list(vectors.astype(np.float32, copy=False))
+        ).astype(np.float32, copy=False)
+        return list(unit_rows(vectors) if self.normalize and not exact else vectors)

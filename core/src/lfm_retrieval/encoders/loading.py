@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -27,20 +28,21 @@ WEIGHT_FILES = (
 
 # None: float32 (or ``dtype``) everywhere; "int8": int8 Linear layers everywhere (CPU);
 # "queries": int8 for the query side only, documents in float32 (CPU);
-# "auto": "queries" where it pays and agrees (see :func:`wants_int8_queries`), else None.
+# "auto": a query-side copy in int8 or bfloat16 where it pays and agrees, the faster of the two
+# measured on the model when both do (see :func:`query_copy_candidates`), else None.
 Quantize = Literal["int8", "queries", "auto"] | None
 QUANTIZE_CHOICES = (None, "int8", "queries", "auto")
-# "auto" makes queries int8 on CPU for models with at least this many Linear weights: measured in
-# benchmarks/encoder/query_latency.py (README, "Queries on CPU"), where int8 pays for a 350M model and
-# changes nothing that matters for MiniLM-size models, whose time is not in their matmuls.
-INT8_QUERIES_MIN_LINEAR_WEIGHTS = 100_000_000
-# ... and keeps them int8 only when they agree with float32 on real text (mean cosine).
-INT8_QUERIES_MIN_AGREEMENT = 0.99
-# ... on a CPU whose int8 matmul beats its float32 matmul by at least this much (the rest of an
+# "auto" gives queries a reduced-precision copy on CPU for models with at least this many Linear weights:
+# measured in benchmarks/encoder/query_latency.py (README, "Queries on CPU"), where int8 pays for a 350M
+# model and changes nothing that matters for MiniLM-size models, whose time is not in their matmuls.
+QUERY_COPY_MIN_LINEAR_WEIGHTS = 100_000_000
+# ... and keeps a copy only when it agrees with float32 on real text (mean cosine).
+QUERY_COPY_MIN_AGREEMENT = 0.99
+# ... in a precision whose matmul beats float32's on this CPU by at least this much (the rest of an
 # int8 layer, quantising activations and rescaling, costs time that float32 does not spend).
-# CPUs with int8 dot-product instructions (VNNI, AMX) measure 3-4x; AVX2-only CPUs measure
-# 0.03-0.1x (int8 20-30x slower): benchmarks/encoder/query_latency.py.
-INT8_MIN_MATMUL_SPEEDUP = 1.5
+# int8: CPUs with int8 dot-product instructions (VNNI, AMX) measure 3-6x; AVX2-only CPUs measure
+# 0.03-0.1x (int8 20-30x slower). bfloat16: CPUs with AMX measure ~3x (benchmarks/encoder/query_latency.py).
+MIN_MATMUL_SPEEDUP = 1.5
 logger = logging.getLogger("lfm_retrieval")
 T = TypeVar("T", int, float)
 
@@ -262,35 +264,59 @@ def linear_weights(model: torch.nn.Module) -> int:
     return sum(m.weight.numel() for m in model.modules() if type(m) is torch.nn.Linear)
 
 
+# The reduced precisions a query copy may run in (see :func:`query_copy`).
+QUERY_PRECISIONS = ("int8", "bfloat16")
+
+
 @functools.cache
-def int8_matmul_speedup() -> float:
-    """How many times faster torch's int8 matmul is than float32 on this CPU, at a query's shape
-    (32 tokens x 1024 -> 1024, the layout :class:`~lfm_retrieval.int8.Int8Linear` uses): best of ten
-    after three warm-up calls, measured once per process in about 10 ms (~0.3 s where int8 is slow).
-    Best of three after one warm-up measured 1.5-5.4x on one AVX-512 VNNI CPU (true ~5x): too few
-    calls of a 0.1 ms operation to see past a scheduler tick."""
+def matmul_speedup(precision: str) -> float:
+    """How many times faster torch's ``"int8"`` (``torch._int_mm``) or ``"bfloat16"`` matmul is than
+    float32's on this CPU, at a query's shape (32 tokens x 1024 -> 1024): best of ten after three
+    warm-up calls, measured once per process in about 10 ms (~0.3 s where it is slow). Best of three
+    after one warm-up measured 1.5-5.4x for int8 on one AVX-512 VNNI CPU (true ~5x): too few calls of
+    a 0.1 ms operation to see past a scheduler tick."""
+    if precision not in QUERY_PRECISIONS:
+        raise ValueError(f"precision must be one of {QUERY_PRECISIONS}, not {precision!r}")
     rows, width = 32, 1024
     a8 = torch.randint(-127, 128, (rows, width), dtype=torch.int8)
     w8 = torch.randint(-127, 128, (width, width), dtype=torch.int8)
     a32, w32 = a8.float(), w8.float()
+    a16, w16 = a32.bfloat16(), w32.bfloat16()
+    fast = (lambda: torch._int_mm(a8, w8)) if precision == "int8" else (lambda: a16 @ w16)
+    with torch.inference_mode():
+        return best_seconds(lambda: a32 @ w32) / best_seconds(fast)
 
-    def best(op) -> float:
-        for _ in range(3):
-            op()
-        times = []
-        for _ in range(10):
+
+def best_seconds(op: Callable[[], object], warmups: int = 3, calls: int = 10) -> float:
+    """The shortest of ``calls`` timed calls of ``op``, after ``warmups`` untimed ones."""
+    for _ in range(warmups):
+        op()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        op()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def fastest(ops: dict[str, Callable[[], object]], rounds: int = 3) -> tuple[str, dict[str, float]]:
+    """The key of the fastest of ``ops`` and each one's best time in seconds: one warm-up call each,
+    then ``rounds`` rounds calling each once in turn (alternating, so a busy moment of a shared
+    machine falls on all of them alike)."""
+    best = dict.fromkeys(ops, float("inf"))
+    for op in ops.values():
+        op()
+    for _ in range(rounds):
+        for key, op in ops.items():
             start = time.perf_counter()
             op()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    with torch.inference_mode():
-        return best(lambda: a32 @ w32) / best(lambda: torch._int_mm(a8, w8))
+            best[key] = min(best[key], time.perf_counter() - start)
+    return min(best, key=best.__getitem__), best
 
 
 def check_int8_pays(quantize: Quantize) -> None:
     """Warn when int8 was asked for on a CPU where it is slower than float32."""
-    if quantize in ("int8", "queries") and (speedup := int8_matmul_speedup()) < INT8_MIN_MATMUL_SPEEDUP:
+    if quantize in ("int8", "queries") and (speedup := matmul_speedup("int8")) < MIN_MATMUL_SPEEDUP:
         logger.warning(
             "quantize=%r on a CPU whose int8 matmul runs at %.2fx float32's (no int8 dot-product "
             "instructions): encoding will be slower than float32, not faster",
@@ -298,29 +324,48 @@ def check_int8_pays(quantize: Quantize) -> None:
         )  # fmt: skip
 
 
-def wants_int8_queries(model: torch.nn.Module, quantize: Quantize, dtype: torch.dtype | None) -> bool:
-    """Whether to build an int8 copy for the query side: asked for (``"queries"``), or ``"auto"``
-    on a CPU-resident float32 model with at least :data:`INT8_QUERIES_MIN_LINEAR_WEIGHTS`, on a
-    CPU whose int8 matmul is at least :data:`INT8_MIN_MATMUL_SPEEDUP` times float32's."""
+def query_copy_candidates(model: torch.nn.Module, quantize: Quantize, dtype: torch.dtype | None) -> list[str]:
+    """The precisions to try for a query-side copy of ``model``: ``["int8"]`` when asked for
+    (``"queries"``); with ``"auto"``, on a CPU-resident float32 model with at least
+    :data:`QUERY_COPY_MIN_LINEAR_WEIGHTS`, each of :data:`QUERY_PRECISIONS` whose matmul runs at
+    least :data:`MIN_MATMUL_SPEEDUP` times float32's on this CPU; else none."""
     if quantize == "queries":
-        return True
+        return ["int8"]
     if quantize != "auto" or dtype not in (None, torch.float32):
-        return False
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    return (
-        on_cpu
-        and linear_weights(model) >= INT8_QUERIES_MIN_LINEAR_WEIGHTS
-        and int8_matmul_speedup() >= INT8_MIN_MATMUL_SPEEDUP
-    )
+        return []
+    if next(model.parameters()).device.type != "cpu" or linear_weights(model) < QUERY_COPY_MIN_LINEAR_WEIGHTS:
+        return []
+    return [precision for precision in QUERY_PRECISIONS if matmul_speedup(precision) >= MIN_MATMUL_SPEEDUP]
 
 
-def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose Linear layers are int8 and which shares every other tensor with it
-    (embeddings, norms, convolutions): the copy costs one byte per Linear weight."""
-    shared = {id(tensor): tensor for tensor in chain(model.parameters(), model.buffers())}
-    clone = copy.deepcopy(model, memo=shared)
-    quantize_linear_layers(clone)
+def query_copy(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """A copy of ``model`` for the query side. ``"int8"``: its Linear layers int8, sharing every other
+    tensor with ``model`` (embeddings, norms, convolutions; +1 byte per Linear weight).
+    ``"bfloat16"``: every floating-point tensor in bfloat16 (+2 bytes per weight), cast one tensor
+    at a time so that no second float32 copy is ever made."""
+    tensors = list(chain(model.parameters(), model.buffers()))
+    if precision == "int8":
+        memo = {id(tensor): tensor for tensor in tensors}
+    elif precision == "bfloat16":
+        memo = {id(tensor): _in_bfloat16(tensor) for tensor in tensors}
+    else:
+        raise ValueError(f"precision must be one of {QUERY_PRECISIONS}, not {precision!r}")
+    clone = copy.deepcopy(model, memo=memo)
+    if precision == "int8":
+        quantize_linear_layers(clone)
     return clone.eval()
+
+
+def _in_bfloat16(tensor: torch.Tensor) -> torch.Tensor:
+    if not tensor.is_floating_point():
+        return tensor
+    cast = tensor.detach().to(torch.bfloat16)
+    return torch.nn.Parameter(cast, requires_grad=False) if isinstance(tensor, torch.nn.Parameter) else cast
+
+
+def precision_of(model: torch.nn.Module) -> str:
+    """``"int8"`` for a model with int8 Linear layers, else its parameters' dtype (``"float32"``, ...)."""
+    return "int8" if is_int8(model) else str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
 def is_int8(model: torch.nn.Module) -> bool:

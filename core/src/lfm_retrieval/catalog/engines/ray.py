@@ -246,7 +246,7 @@ class RayEngine:
             "batch_size": encoder.batch_size,
             "max_batch_tokens": encoder.max_batch_tokens,
             "chunk_size": encoder.chunk_size,
-            # actors encode documents only: the driver's document precision, and no int8 query copy
+            # actors encode documents only: the driver's document precision, and no query copy
             "quantize": "int8" if device == "cpu" and is_int8(encoder.model) else None,
             "dtype": None if is_int8(encoder.model) else next(encoder.model.parameters()).dtype,
         }
