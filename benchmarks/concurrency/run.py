@@ -115,8 +115,8 @@ def main() -> None:
     total_calls = encoder.stats.model_calls - calls_before
     load_after = load_average()
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    precision = args.dtype or "float32"
-    print(f"model {args.model} ({precision}) on {device}, {len(queries)} queries of {distinct} token lengths")
+    precision = encoder.query_precision  # quantize="auto" may give queries an int8 or bfloat16 copy
+    print(f"model {args.model} (queries in {precision}) on {device}, {len(queries)} queries, {distinct} token lengths")
     print(f"load average before: {load_before}   after: {load_after}")
     print_table(rows)
     batches = sum(batcher.stats.batches for batcher in batchers)
@@ -124,6 +124,7 @@ def main() -> None:
     result = {
         "model": args.model,
         "dtype": args.dtype or "float32",
+        "query_precision": precision,
         "maxsim_docs": args.maxsim_docs if index is not None else None,
         "load_wait": waits,
         "distinct_token_lengths": distinct,

@@ -132,6 +132,8 @@ def main() -> None:
         # what a request spends outside the server's model call (HTTP, JSON, queueing), on average
         outside_model_ms = (sum(http_ms) - server_model_ms) / len(http_ms)
         metrics = httpx.get(f"{urls[0]}/metrics").text
+        # quantize="auto" may give queries an int8 or bfloat16 copy, chosen in each process when it loads
+        server_info = httpx.get(f"{urls[0]}/info").json()["models"]["dense"]
     finally:
         for process, _ in servers:
             process.terminate()
@@ -141,8 +143,8 @@ def main() -> None:
     overhead = (http_p50 - inprocess_p50) / inprocess_p50
     distinct = len(set(lengths(queries)))
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    precision = args.dtype or "float32"
-    print(f"model {args.model} ({precision}) on {device}, {len(queries)} queries of {distinct} token lengths")
+    precision = f"in-process {encoder.query_precision}, server {server_info['query_precision']}"
+    print(f"model {args.model} (queries: {precision}) on {device}, {len(queries)} queries of {distinct} token lengths")
     print(f"servers at {', '.join(urls)} (--load-wait {', '.join(waits)})")
     print(f"load average before: {load_before}   after: {load_after}")
     print_table(rows)
@@ -159,6 +161,7 @@ def main() -> None:
     result = {
         "model": args.model,
         "dtype": args.dtype or "float32",
+        "query_precision": {"in_process": encoder.query_precision, "server": server_info["query_precision"]},
         "load_wait": waits,
         "distinct_token_lengths": distinct,
         "machine": {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "device": device},
