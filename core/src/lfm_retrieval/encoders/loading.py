@@ -271,10 +271,10 @@ QUERY_PRECISIONS = ("int8", "bfloat16")
 @functools.cache
 def matmul_speedup(precision: str) -> float:
     """How many times faster torch's ``"int8"`` (``torch._int_mm``) or ``"bfloat16"`` matmul is than
-    float32's on this CPU, at a query's shape (32 tokens x 1024 -> 1024): best of ten after three
-    warm-up calls, measured once per process in about 10 ms (~0.3 s where it is slow). Best of three
-    after one warm-up measured 1.5-5.4x for int8 on one AVX-512 VNNI CPU (true ~5x): too few calls of
-    a 0.1 ms operation to see past a scheduler tick."""
+    float32's on this CPU, at a query's shape (32 tokens x 1024 -> 1024): best of ten alternating
+    calls each after three warm-up calls, measured once per process in about 10 ms (~0.3 s where it
+    is slow). Best of three after one warm-up measured 1.5-5.4x for int8 on one AVX-512 VNNI CPU (true
+    ~5x): too few calls of a 0.1 ms operation to see past a scheduler tick."""
     if precision not in QUERY_PRECISIONS:
         raise ValueError(f"precision must be one of {QUERY_PRECISIONS}, not {precision!r}")
     rows, width = 32, 1024
@@ -284,28 +284,18 @@ def matmul_speedup(precision: str) -> float:
     a16, w16 = a32.bfloat16(), w32.bfloat16()
     fast = (lambda: torch._int_mm(a8, w8)) if precision == "int8" else (lambda: a16 @ w16)
     with torch.inference_mode():
-        return best_seconds(lambda: a32 @ w32) / best_seconds(fast)
+        _, best = fastest({"float32": lambda: a32 @ w32, precision: fast}, rounds=10, warmups=3)
+    return best["float32"] / best[precision]
 
 
-def best_seconds(op: Callable[[], object], warmups: int = 3, calls: int = 10) -> float:
-    """The shortest of ``calls`` timed calls of ``op``, after ``warmups`` untimed ones."""
-    for _ in range(warmups):
-        op()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        op()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def fastest(ops: dict[str, Callable[[], object]], rounds: int = 3) -> tuple[str, dict[str, float]]:
-    """The key of the fastest of ``ops`` and each one's best time in seconds: one warm-up call each,
-    then ``rounds`` rounds calling each once in turn (alternating, so a busy moment of a shared
-    machine falls on all of them alike)."""
+def fastest(ops: dict[str, Callable[[], object]], rounds: int = 3, warmups: int = 1) -> tuple[str, dict[str, float]]:
+    """The key of the fastest of ``ops`` and each one's best time in seconds: ``warmups`` untimed
+    calls each, then ``rounds`` rounds calling each once in turn (alternating, so a busy moment of a
+    shared machine falls on all of them alike)."""
     best = dict.fromkeys(ops, float("inf"))
     for op in ops.values():
-        op()
+        for _ in range(warmups):
+            op()
     for _ in range(rounds):
         for key, op in ops.items():
             start = time.perf_counter()
