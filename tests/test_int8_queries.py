@@ -3,7 +3,9 @@ kept where it agrees (and, of two that agree, the faster)."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfm_retrieval import ColBERTEncoder, DenseEncoder
+from lfm_retrieval import ColBERTEncoder, DenseEncoder, int8
 from lfm_retrieval.encoders import loading
 from lfm_retrieval.int8 import Int8Linear
 from lfm_retrieval.testing import build_minilm_colbert
@@ -41,8 +43,27 @@ def test_the_int8_copy_shares_every_tensor_but_the_linear_weights(minilm_path):
     original = {p.data_ptr() for p in encoder.model.parameters()}
     copied = [b for m in encoder.query_model.modules() if not isinstance(m, Int8Linear) for b in m.parameters(False)]
     assert copied and all(p.data_ptr() in original for p in copied)
-    int8_bytes = sum(m.weight_t.numel() for m in encoder.query_model.modules() if isinstance(m, Int8Linear))
+    int8_bytes = sum(m.int8_weight().numel() for m in encoder.query_model.modules() if isinstance(m, Int8Linear))
     assert int8_bytes == loading.linear_weights(encoder.model)
+
+
+def test_the_int8_kernels_agree_and_survive_copies():
+    """oneDNN's packed int8 matmul (where it is exact here) against ``torch._int_mm``: the same int8
+    sums, rescaled in another order (float32 rounding apart); a text's output is the same alone or
+    in a batch with either; copies and pickles of a layer with a packed weight compute the same."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(256, 384)
+    default, reference = Int8Linear(linear), Int8Linear(linear, onednn=False)
+    assert (default.packed is not None) == int8.onednn_int8_is_exact() and reference.packed is None
+    assert torch.equal(default.int8_weight(), reference.int8_weight())
+    x = torch.randn(3, 9, 256) * torch.logspace(-2, 2, 3)[:, None, None]
+    with torch.inference_mode():
+        out = default(x)
+        assert (out - reference(x)).abs().max() <= 1e-6 * out.abs().max()
+        for layer in (default, reference):
+            assert torch.equal(layer(x[1:2, :4])[0], layer(x)[1, :4]), "a row's output does not depend on its batch"
+        for clone in (copy.deepcopy(default), pickle.loads(pickle.dumps(default))):
+            assert torch.equal(clone(x), out)
 
 
 def test_auto_leaves_small_models_in_float32(minilm_path):

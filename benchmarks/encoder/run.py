@@ -307,7 +307,7 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
         if (cosine := result[f"{kind}_mean_cosine_to_fp32_minilm_real_text"]) is not None:
             print(f"{kind} agreement (MiniLM, real text): mean cosine {cosine:.4f}")
     if not cuda:
-        print(f"matmul speedup over fp32 at a query's shape: int8 {int8_speedup}x, bf16 {bf16_speedup}x")
+        print(f"matmul speedup over fp32 (matmul_speedup): int8 {int8_speedup}x, bf16 {bf16_speedup}x")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"encoder-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -271,13 +271,14 @@ QUERY_PRECISIONS = ("int8", "bfloat16")
 @functools.cache
 def matmul_speedup(precision: str) -> float:
     """How many times faster torch's ``"int8"`` (``torch._int_mm``) or ``"bfloat16"`` matmul is than
-    float32's on this CPU, at a query's shape (32 tokens x 1024 -> 1024): best of ten alternating
-    calls each after three warm-up calls, measured once per process in about 10 ms (~0.3 s where it
-    is slow). Best of three after one warm-up measured 1.5-5.4x for int8 on one AVX-512 VNNI CPU (true
-    ~5x): too few calls of a 0.1 ms operation to see past a scheduler tick."""
+    float32's on this CPU (256 tokens x 1024 -> 1024): best of ten alternating calls each after
+    three warm-up calls, measured once per process (a fraction of a second; ~1 s where slow). What it
+    tells is whether the CPU has the instructions (VNNI, AMX), so the matmul is large enough that a
+    busy machine does not decide it: at 32 tokens (a 0.05 ms int8 call) a run beside a test suite
+    on 2 cores measured int8 at 1.2x on a CPU where it is 3-4x."""
     if precision not in QUERY_PRECISIONS:
         raise ValueError(f"precision must be one of {QUERY_PRECISIONS}, not {precision!r}")
-    rows, width = 32, 1024
+    rows, width = 256, 1024
     a8 = torch.randint(-127, 128, (rows, width), dtype=torch.int8)
     w8 = torch.randint(-127, 128, (width, width), dtype=torch.int8)
     a32, w32 = a8.float(), w8.float()
