@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.encoders.base import unit_rows
 
 
 class Ranked(NamedTuple):
@@ -18,18 +19,12 @@ class Ranked(NamedTuple):
     score: float
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)
-
-
 def cosine_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
     """Cosine similarity of each query row with each document row: shape (queries, documents)."""
     queries, documents = np.atleast_2d(queries), np.atleast_2d(documents)
     if queries.shape[-1] != documents.shape[-1]:
         raise ValueError(f"dimension mismatch: queries are {queries.shape[-1]}-d, documents {documents.shape[-1]}-d")
-    return _unit_rows(queries) @ _unit_rows(documents).T
+    return unit_rows(queries) @ unit_rows(documents).T
 
 
 def maxsim_scores(

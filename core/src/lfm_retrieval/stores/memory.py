@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from lfm_retrieval.encoders.base import unit_rows
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import DenseStore, HybridStore, MultiVectorStore, Store
 from lfm_retrieval.stores.filters import Node, matches
@@ -105,12 +106,8 @@ def _dense_scores(matrix: np.ndarray, vector: np.ndarray, distance: str) -> np.n
 def _maxsim(tokens: np.ndarray, documents: list[np.ndarray], distance: str) -> np.ndarray:
     """MaxSim with the collection's token similarity: cosine normalises rows (as Qdrant does), dot does not."""
     if distance == "cosine":
-        tokens, documents = _unit_rows(tokens), [_unit_rows(d) for d in documents]
+        tokens, documents = unit_rows(tokens), [unit_rows(d) for d in documents]
     return maxsim_scores([tokens], documents)[0]
-
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
 class MemoryStore(_MemoryCollection, DenseStore):
