@@ -14,6 +14,21 @@ export LFM_CROSS_STACK_DIR=${LFM_CROSS_STACK_DIR:-$(mktemp -d)}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 status=0
 
+# Disk first: a full disk otherwise shows up minutes in, as pip's "[Errno 28] No space left on device".
+# Sizes measured on x86_64 (stop 27): latest 2.5 GB, full 6.3 GB (torch 2.11 is a CUDA build), the
+# per-distribution venvs 7.3 GB, pytest's temporary folders up to 4.6 GB.
+need_gb=5
+for stack in $stacks; do
+  [ -x ".venvs/$stack/bin/python" ] || need_gb=$((need_gb + $([ "$stack" = full ] && echo 7 || echo 3)))
+done
+[ "${LFM_CHECK_DISTRIBUTIONS:-$(($# == 0))}" = 1 ] && [ ! -d .venvs/check ] && need_gb=$((need_gb + 8))
+free_gb=$(($(df -Pk . | awk 'NR == 2 {print $4}') / 1048576))
+if [ "$free_gb" -lt "$need_gb" ]; then
+  echo "scripts/test.sh: about $need_gb GB of free disk needed here, $free_gb GB free ($(pwd)). Free some space" \
+    "(old .venvs/ or pytest temporary folders under ${TMPDIR:-/tmp}) and run it again." >&2
+  exit 1
+fi
+
 for stack in $stacks; do
   venv=.venvs/$stack
   echo "== stack '$stack' ($venv)"
