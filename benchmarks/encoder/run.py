@@ -43,6 +43,7 @@ from sentence_transformers import SentenceTransformer
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.encoders.allocator import reuse_freed_memory
 from lfm_retrieval.encoders.loading import MAX_PADDING, MIN_MATMUL_SPEEDUP, matmul_speedup
+from lfm_retrieval.encoders.model_thread import run_on_model_thread
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
 
@@ -154,7 +155,9 @@ def main() -> None:
         path = Path(args.checkpoint or Path(workdir) / "lfm25-embedding-random")
         if not (path / "modules.json").exists():
             build_dense_checkpoint(path, config=lfm25_config())
-        run(args, path, cuda, load_before)
+        # every torch op of the run, sentence-transformers' and the matmul samples included, on the
+        # encoders' model thread: a second thread's OpenMP pool slows them all (encoders/model_thread.py)
+        run_on_model_thread(run, args, path, cuda, load_before)
 
 
 def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[float]) -> None:

@@ -21,6 +21,7 @@ from lfm_retrieval.encoders.loading import (
     query_copy_candidates,
 )
 from lfm_retrieval.encoders.microbatch import MicroBatcher
+from lfm_retrieval.encoders.model_thread import model_thread_id, run_on_model_thread
 from lfm_retrieval.int8 import CALIBRATION_QUERIES, mean_cosine
 
 logger = logging.getLogger("lfm_retrieval")
@@ -132,7 +133,7 @@ class Encoder(ABC, Generic[Vector]):
                 lengths, truncated = self._token_lengths(chunk, side)
                 out: list[Vector | None] = [None] * len(chunk)
                 for batch in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens, self.max_padding):
-                    vectors = self._encode_batch([chunk[i] for i in batch], side)
+                    vectors = run_on_model_thread(self._encode_batch, [chunk[i] for i in batch], side)
                     self.stats.model_calls += 1
                     for index, vector in zip(batch, vectors, strict=True):
                         out[index] = vector
@@ -178,9 +179,13 @@ class Encoder(ABC, Generic[Vector]):
         return [text for chunk in validated_chunks(texts, self.chunk_size) for text in chunk]
 
     def _coalesced_queries(self, texts: Iterable[str]) -> list[Vector]:
+        if threading.get_ident() == model_thread_id():  # the batcher would wait for this very thread
+            return list(self.stream(texts, Side.QUERY))
         return self.query_batcher.encode(texts)
 
     async def _acoalesced_queries(self, texts: Iterable[str]) -> list[Vector]:
+        if threading.get_ident() == model_thread_id():  # an event loop on the model thread: as above
+            return list(self.stream(texts, Side.QUERY))
         return await self.query_batcher.aencode(texts)
 
     def stream_queries(self, texts: Iterable[str]) -> Iterator[Vector]:

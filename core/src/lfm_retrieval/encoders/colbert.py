@@ -26,6 +26,7 @@ from lfm_retrieval.encoders.loading import (
     place,
     set_zero_padding,
 )
+from lfm_retrieval.encoders.model_thread import on_model_thread
 from lfm_retrieval.errors import ModelLoadError
 
 LFM25_COLBERT = "LiquidAI/LFM2.5-ColBERT-350M"
@@ -44,6 +45,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
     vectors because padded positions are inert (see ``max_padding`` in the README).
     """
 
+    @on_model_thread  # loading, calibration and every forward pass on one thread: model_thread.py
     def __init__(
         self,
         model: str = LFM25_COLBERT,

@@ -23,6 +23,7 @@ from lfm_retrieval.encoders.loading import (
     place,
     set_zero_padding,
 )
+from lfm_retrieval.encoders.model_thread import on_model_thread
 from lfm_retrieval.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class DenseEncoder(Encoder[np.ndarray]):
     (1, 1024)
     """
 
+    @on_model_thread  # loading, calibration and every forward pass on one thread: model_thread.py
     def __init__(
         self,
         model: str = LFM25_EMBEDDING,
