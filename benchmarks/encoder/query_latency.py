@@ -92,9 +92,16 @@ def forward_only(encoder: DenseEncoder, query: str) -> float:
     """Milliseconds of the query model's forward pass alone on one pre-tokenised query."""
     model = encoder.query_model or encoder.model
     features = model.tokenize([encoder.prompts[Side.QUERY] + query])
-    start = time.perf_counter()
-    run_on_model_thread(model, features)  # where the encoders run it: one OpenMP pool (encoders/model_thread.py)
-    return (time.perf_counter() - start) * 1000
+    return run_on_model_thread(timed_forward, model, features)
+
+
+def timed_forward(model: torch.nn.Module, features: dict) -> float:
+    """Milliseconds of one forward pass; called on the model thread, where the encoders run it (one
+    OpenMP pool: encoders/model_thread.py), and in inference mode as they run it (thread-local)."""
+    with torch.inference_mode():
+        start = time.perf_counter()
+        model(features)
+        return (time.perf_counter() - start) * 1000
 
 
 def latencies(encoders: dict[str, DenseEncoder], queries: list[str], threads: list[int]) -> list[dict]:
