@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,3 +107,16 @@ def test_a_forked_child_gets_a_model_thread_of_its_own() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.read(read, 16) == b"ok" and status == 0
     assert run_on_model_thread(threading.get_ident) == parent_thread
+
+
+def test_an_atexit_handler_can_still_encode(dense_path: Path) -> None:
+    """At exit the model thread's executor takes no new work: a handler that flushes its last
+    documents (a writer, a catalog job) encodes on its own thread instead of failing."""
+    script = (
+        "import atexit; from lfm_retrieval import DenseEncoder\n"
+        f"encoder = DenseEncoder({str(dense_path)!r})\n"
+        "atexit.register(lambda: print('at exit', encoder.encode_documents(['blue kettle']).shape))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "at exit (1, " in done.stdout, done.stderr[-2000:]

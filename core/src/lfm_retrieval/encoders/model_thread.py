@@ -39,7 +39,11 @@ def run_on_model_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwa
     """``function(*args, **kwargs)`` run on the model thread; its result, or its exception raised here."""
     if threading.get_ident() == _thread_id:
         return function(*args, **kwargs)
-    return _model_executor().submit(_call, torch.get_num_threads(), function, args, kwargs).result()
+    try:
+        future = _model_executor().submit(_call, torch.get_num_threads(), function, args, kwargs)
+    except RuntimeError:  # the interpreter is exiting (an atexit handler): no new work there; run it here
+        return function(*args, **kwargs)
+    return future.result()
 
 
 def on_model_thread(function: Callable[P, T]) -> Callable[P, T]:
