@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -244,6 +245,38 @@ def test_adding_the_same_id_twice_leaves_one_copy(copy_of_built: Path, wiki: dic
     assert key not in {h.key for h in store.search(_self_query(wiki, i), 1)}
     assert store.update_payloads([(key, {"v": 4}, "v4"), ("wiki/absent", {}, "")]) == 1
     assert store.search(_self_query(wiki, j), 2, filter={"v": 4})[0].key == key
+    store.close()
+
+
+def test_fast_plaid_runs_on_the_encoders_model_thread(
+    copy_of_built: Path, wiki: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server searches and a catalog job writes from worker threads: fast-plaid's torch work runs on
+    the model thread even so, where it starts no second OpenMP pool (lfm_retrieval.encoders.model_thread)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fast_plaid.search import FastPlaid
+
+    from lfm_retrieval.encoders.model_thread import model_thread_id
+
+    seen: dict[str, set[int]] = {}
+    for name in ("search", "update", "delete"):
+        original = getattr(FastPlaid, name)
+
+        def recording(self, *args, __name=name, __original=original, **kwargs):
+            seen.setdefault(__name, set()).add(threading.get_ident())
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(FastPlaid, name, recording)
+    store = PlaidStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
+    i = 700
+    changed = Record(wiki["keys"][i], payload={"v": 1}, token_vectors=wiki["documents"][i + 1])
+    with ThreadPoolExecutor(1) as worker:
+        assert worker.submit(store.upsert, [changed]).result() == 1
+        hits = worker.submit(store.search, _self_query(wiki, i + 1), 2).result()
+    assert {h.key for h in hits} == {wiki["keys"][i], wiki["keys"][i + 1]}
+    assert set(seen) == {"search", "update", "delete"}
+    assert all(threads == {model_thread_id()} for threads in seen.values()), seen
     store.close()
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from lfm_retrieval.encoders.model_thread import on_model_thread
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import MultiVectorStore
 from lfm_retrieval.stores.filters import Node, matches
@@ -266,6 +267,7 @@ class PlaidStore(MultiVectorStore):
         self._release_index()
         shutil.rmtree(self.index_path, ignore_errors=True)
 
+    @on_model_thread  # fast-plaid's torch work where the encoders' runs: one OpenMP pool
     def _build(self) -> None:
         """Train centroids and index every stored record, in position order."""
         import torch
@@ -282,6 +284,7 @@ class PlaidStore(MultiVectorStore):
             use_triton_kmeans=False,
         )
 
+    @on_model_thread  # fast-plaid's torch work where the encoders' runs: one OpenMP pool
     def _update_index(self, removed: list[int], added: list[np.ndarray]) -> None:
         import torch
 
@@ -459,6 +462,7 @@ class PlaidStore(MultiVectorStore):
                 scores = np.array([s for p, s in found if p < len(rows)], dtype=np.float32)
             return self._hits(positions, scores, k)
 
+    @on_model_thread  # fast-plaid's torch work where the encoders' runs: one OpenMP pool
     def _plaid_search(self, query: np.ndarray, depth: int, allowed: list[int] | None) -> list[tuple[int, float]]:
         import torch
 
