@@ -13,8 +13,9 @@ With every model call on one thread there is one pool.
 
 Callers on any thread hand their call over and wait for it; a call made on the model thread
 itself runs directly. The caller's ``torch.get_num_threads()`` goes with each call, so
-``torch.set_num_threads`` keeps working. Thread-local torch state (autocast, grad mode) does
-not cross over: the encoders set what they need themselves.
+``torch.set_num_threads`` keeps working. Thread-local torch state (autocast, grad mode, the
+current CUDA device) does not cross over: the encoders set what they need themselves, and a GPU
+other than the first is named (``device="cuda:1"``), not picked with ``torch.cuda.set_device``.
 """
 
 from __future__ import annotations
