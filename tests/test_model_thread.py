@@ -31,7 +31,9 @@ def forward_threads(model: torch.nn.Module) -> set[int]:
 
 
 @pytest.mark.parametrize("kind", ["dense", "colbert"])
-def test_loading_and_every_call_run_on_the_model_thread(kind: str, dense_path: Path, colbert_path: Path) -> None:
+def test_loading_and_every_call_run_on_the_model_thread(
+    kind: str, dense_path: Path, colbert_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loaded_on: list[int] = []
     original = torch.nn.Module.to
 
@@ -39,11 +41,9 @@ def test_loading_and_every_call_run_on_the_model_thread(kind: str, dense_path: P
         loaded_on.append(threading.get_ident())
         return original(self, *args, **kwargs)
 
-    torch.nn.Module.to = recording_to  # type: ignore[method-assign]
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.nn.Module, "to", recording_to)
         encoder = DenseEncoder(str(dense_path)) if kind == "dense" else ColBERTEncoder(str(colbert_path))
-    finally:
-        torch.nn.Module.to = original  # type: ignore[method-assign]
     assert loaded_on and set(loaded_on) == {model_thread_id()}
     assert model_thread_id() != threading.get_ident()
 
