@@ -6,10 +6,13 @@
   (ColBERT MaxSim) and hybrid stores.
 - :class:`LFMColBERTReranker`: a ``BaseDocumentCompressor`` reordering any retriever's
   documents by ColBERT MaxSim.
+- :class:`LFMVectorStore`: a ``VectorStore`` over any of lfm_retrieval's stores (a URI or a
+  store object), dense, multivector or hybrid, with portable filters.
 """
 
 from langchain_lfm.embeddings import LFMEmbeddings
 from langchain_lfm.rerankers import LFMColBERTReranker
 from langchain_lfm.retrievers import LFMRetriever
+from langchain_lfm.vectorstores import LFMVectorStore
 
-__all__ = ["LFMColBERTReranker", "LFMEmbeddings", "LFMRetriever"]
+__all__ = ["LFMColBERTReranker", "LFMEmbeddings", "LFMRetriever", "LFMVectorStore"]
