@@ -11,7 +11,7 @@ the distribution and loads its store entry points, runs the quick tests its pypr
 under ``[tool.lfm-retrieval.check]``, and prints the versions it resolved. Exits 1 if any fails.
 
 Two things come from the stacks, not from the ranges: torch (a bare ``torch`` range pulls a CUDA
-build of several GB, so torch is pinned to the stack's build, CPU in ``latest``; FACTS.md §2) and
+build of several GB, so torch is pinned to the stack's build, CPU in ``latest``) and
 the test tools named in ``test-requires`` (pytest etc., not dependencies of the distribution).
 uv is pointed at the same package sources pip is configured with (``pip config list``).
 """

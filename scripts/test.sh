@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 status=0
 
 # Disk first: a full disk otherwise shows up minutes in, as pip's "[Errno 28] No space left on device".
-# Sizes measured on x86_64 (stop 27): latest 2.5 GB, full 6.3 GB (torch 2.11 is a CUDA build), the
+# Sizes measured on x86_64: latest 2.5 GB, full 6.3 GB (torch 2.11 is a CUDA build), the
 # per-distribution venvs 7.3 GB, pytest's temporary folders up to 4.6 GB.
 need_gb=5
 for stack in $stacks; do

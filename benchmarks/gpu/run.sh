@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The suite's GPU checks and benchmarks in one call on a lent GPU machine (no package index there):
 #   1. exactness   padded batches equal each text alone on CUDA (benchmarks/gpu/exactness.py)
-#   2. encoder     tokens/s on the catalog mix, bf16: sentence-transformers vs DenseEncoder (issue 13)
-#   3. queries     dense query p50/p95 at 1/8/32 concurrent callers, in-process (issue 12/13)
-#   4. colbert     ColBERT query + exact MaxSim over 10,000 cached documents on the GPU (issue 12)
-#   5. serving     dense query over HTTP, `lfm-retrieval serve --device cuda` (issue 12)
-#   6. engines     the catalog job: local engine vs Ray with one GPU actor, same GPU (issue 10)
+#   2. encoder     tokens/s on the catalog mix, bf16: sentence-transformers vs DenseEncoder
+#   3. queries     dense query p50/p95 at 1/8/32 concurrent callers, in-process
+#   4. colbert     ColBERT query + exact MaxSim over 10,000 cached documents on the GPU
+#   5. serving     dense query over HTTP, `lfm-retrieval serve --device cuda`
+#   6. engines     the catalog job: local engine vs Ray with one GPU actor, same GPU
 # Prepare once with benchmarks/gpu/wheels.sh (fills .whl/; the code itself comes from core/src), then run from the repository root with
 # .whl carried. Each part has its own time limit; logs and JSON land in $OUT (results.tar.gz, all.log).
 # LFM_GPU_SMOKE=1 runs every part tiny on the CPU (a rehearsal of this script, not a measurement);

@@ -61,13 +61,13 @@ PATHS = ("adapter", "framework", "raw")
 COLOURS = ["black", "white", "red", "navy", "green", "grey", "beige", "yellow", "pink", "brown"]
 LOCALES = ["en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "pt-BR", "ja-JP", "ko-KR", "sv-SE", "ar-SA"]
 PRODUCTS = ["running shoe", "rain jacket", "cast iron skillet", "desk lamp", "wool scarf", "backpack", "tea kettle"]
-# (store, ratio) -> minimum, as issue 3 sets them.
+# (store, ratio) -> the minimum the project aims for.
 TARGETS = {
     ("pgvector", "adapter/framework"): 5.0,
     ("pgvector", "adapter/raw"): 0.7,
     ("qdrant", "adapter/framework"): 1.5,
     ("milvus", "adapter/framework"): 1.0,
-    ("qdrant-edge", "adapter/local-mode"): 5.0,  # issue 11: Qdrant Edge vs qdrant-client's local mode
+    ("qdrant-edge", "adapter/local-mode"): 5.0,  # Qdrant Edge vs qdrant-client's local mode
 }
 MODEL = "benchmark/random-unit-1024"
 

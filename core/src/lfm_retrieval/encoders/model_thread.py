@@ -3,13 +3,9 @@
 Written by hand because no library addresses it: torch's Linux builds run on libgomp, which
 keeps a pool of OpenMP workers for each thread that has started a parallel region, until that
 thread exits. Once a second thread has a pool (a server's or a micro-batcher's worker besides the
-thread that loaded the model), every parallel region slows down. Measured on 2 cores (stop 27,
-real-size LFM2.5 architecture): an int8 query took 80 ms instead of 45 ms and a bfloat16 one 86 ms
-instead of 57 ms; an elementwise op on a (12, 4608) tensor 127 us instead of 9, and 9 us again once
-the second thread had exited. Our reading of the cause: with more pooled threads than CPUs libgomp
-spins ~1,000 times instead of ~300,000 before a worker sleeps, so each of a forward pass's hundreds
-of parallel regions wakes sleeping threads (GOMP_SPINCOUNT=10000000 took that op to 20 us).
-With every model call on one thread there is one pool.
+thread that loaded the model), every parallel region slows down: by our reading, libgomp then
+spins far less before a worker sleeps, so each parallel region has to wake its workers (figures in
+the documentation's design notes). With every model call on one thread there is one pool.
 
 Callers on any thread hand their call over and wait for it; a call made on the model thread
 itself runs directly. The caller's ``torch.get_num_threads()`` goes with each call, so

@@ -10,7 +10,7 @@ dimension, distance, datatype and kind are read back from the shard's own
 ``edge_config.json``.
 
 **When HNSW is built.** The engine searches new points by brute force until ``optimize()``
-builds the HNSW index of their segment; building costs seconds to minutes (FACTS.md: 36 s
+builds the HNSW index of their segment; building costs seconds to minutes (measured: 36 s
 for 2,000 1024-d points with a multivector on two loaded cores), a brute-force scan of a
 few thousand points a few milliseconds. So the store builds it (1) when a ``bulk_load()``
 block ends (a catalog job or a copy: once, after all the writes), and (2) after an upsert
