@@ -18,24 +18,17 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
 from lfm_retrieval.catalog.engines.local import LocalEngine
+from lfm_retrieval.catalog.plan import Engine, OnError, Plan
 from lfm_retrieval.catalog.prepare import AnyEncoder, Preparer
 from lfm_retrieval.catalog.sources import Source
 from lfm_retrieval.catalog.summary import Summary
-from lfm_retrieval.catalog.targets import Target, resolve
+from lfm_retrieval.catalog.targets import resolve
 from lfm_retrieval.encoders import ColBERTEncoder
 from lfm_retrieval.stores import Store
 
 logger = logging.getLogger("lfm_retrieval.catalog")
-OnError = Literal["skip", "fail"]
-
-
-class Engine(Protocol):
-    """Where a job runs: :class:`~lfm_retrieval.catalog.engines.LocalEngine` or ``RayEngine``."""
-
-    def run(self, job: CatalogJob, source: Source) -> Summary: ...
 
 
 def _local() -> Engine:
@@ -75,18 +68,19 @@ class CatalogJob:
     colbert_store: Store | None = None
     engine: Engine = field(default_factory=_local)
 
-    def plan(self) -> tuple[list[AnyEncoder], list[Target], Preparer]:
-        """The job's encoders, its targets (stores, checked for kind) and its record preparer."""
+    def plan(self) -> Plan:
+        """The checked job: its encoders, its targets (stores, checked for kind), its record preparer, its options."""
         if self.on_error not in ("skip", "fail"):
             raise ValueError(f"on_error must be 'skip' or 'fail', not {self.on_error!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, not {self.batch_size!r}")
         encoders, targets = resolve(self.encoder, self.store, self.colbert, self.colbert_store)
-        return encoders, targets, Preparer.of(self.text, self.key, self.payload)
+        preparer = Preparer.of(self.text, self.key, self.payload)
+        return Plan(encoders, targets, preparer, self.sync, self.on_error, self.batch_size, self.progress)
 
     def run(self, source: Source) -> Summary:
         """Index ``source`` (a .jsonl / .csv / .parquet path, or an iterable of dicts); returns the summary."""
-        summary = self.engine.run(self, source)
+        summary = self.engine.run(self.plan(), source)
         logger.info(
             "catalog run finished: %s", json.dumps(summary.as_dict() | {"bad_records": len(summary.bad_records)})
         )

@@ -46,6 +46,9 @@ class Store(ABC):
     spec: AnySpec | None = None
     #: The kind of collection this class serves: "dense", "multivector" or "hybrid".
     kind: str = "dense"
+    #: True where many processes may open the collection at once (a database server): the Ray
+    #: engine's workers then read and write it themselves; otherwise only the driver does.
+    shared: bool = False
 
     # -- schema -----------------------------------------------------------------------------
     def ensure_collection(self, spec: AnySpec) -> None:

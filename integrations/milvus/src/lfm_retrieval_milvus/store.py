@@ -70,6 +70,7 @@ class MilvusDenseStore(DenseStore):
             raise ValueError(f"consistency must be one of {CONSISTENCY_LEVELS}, not {consistency!r}")
         self.uri = target.display_uri
         self.target = target
+        self.shared = not target.lite  # a Milvus server; a Lite file is this process's alone
         self.collection = target.collection
         self._request_timeout = request_timeout
         self._index = {"m": hnsw_m, "ef_construction": ef_construction}

@@ -73,6 +73,7 @@ class QdrantCollection(Store):
     ) -> None:
         self.target = parse_uri(target) if isinstance(target, str) else target
         self.uri = self.target.uri
+        self.shared = not self.target.is_local  # a Qdrant server; a local-mode folder is this process's alone
         self.payload_indexes = _check_indexes(payload_indexes or {})
         tuned = exact or hnsw_ef is not None
         self._search_params = models.SearchParams(hnsw_ef=hnsw_ef, exact=exact) if tuned else None

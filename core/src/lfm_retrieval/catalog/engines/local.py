@@ -6,18 +6,16 @@ import logging
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lfm_retrieval.catalog.engines.writer import Writer
+from lfm_retrieval.catalog.plan import Plan, delete_unread
 from lfm_retrieval.catalog.prepare import decide, duplicate, fingerprint
 from lfm_retrieval.catalog.progress import Progress
 from lfm_retrieval.catalog.sources import Source, count_rows, read_source
 from lfm_retrieval.catalog.summary import Summary
 from lfm_retrieval.catalog.targets import build_records, vector_field, write
 from lfm_retrieval.errors import BadRecordError
-
-if TYPE_CHECKING:
-    from lfm_retrieval.catalog.job import CatalogJob
 
 logger = logging.getLogger("lfm_retrieval.catalog")
 
@@ -34,8 +32,8 @@ class LocalEngine:
 
     overlap: bool = True
 
-    def run(self, job: CatalogJob, source: Source) -> Summary:
-        encoders, targets, preparer = job.plan()
+    def run(self, job: Plan, source: Source) -> Summary:
+        encoders, targets, preparer = job.encoders, job.targets, job.preparer
         started = time.monotonic()
         summary = Summary()
         stored: list[dict[str, str]] = []
@@ -101,12 +99,7 @@ class LocalEngine:
             flush(final=True)
             writer.drain()
             if job.sync:
-                gone: set[str] = set()
-                for t, target in enumerate(targets):
-                    leaving = [key for key in stored[t] if key not in seen]
-                    target.store.delete(leaving)
-                    gone.update(leaving)
-                summary.deleted = len(gone)
+                summary.deleted = delete_unread(job, seen)
             bar.advance(0, summary)
 
         summary.truncated = sum(encoder.stats.truncated for encoder in encoders) - truncated_before

@@ -27,24 +27,21 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from lfm_retrieval.catalog.engines.writer import Writer
+from lfm_retrieval.catalog.plan import Plan, delete_unread
 from lfm_retrieval.catalog.prepare import duplicate
 from lfm_retrieval.catalog.sources import file_format
 from lfm_retrieval.catalog.summary import Summary, position_order
 from lfm_retrieval.catalog.targets import vector_field
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.encoders.loading import is_int8
 from lfm_retrieval.errors import BadRecordError, LFMRetrievalError
+from lfm_retrieval.runtimes.precision import is_int8
 
 if TYPE_CHECKING:
-    from lfm_retrieval.catalog.job import CatalogJob
     from lfm_retrieval.catalog.sources import Source
 
 logger = logging.getLogger("lfm_retrieval.catalog")
-#: Stores that Ray workers open themselves from the URI (servers several processes may write to).
-SERVER_SCHEMES = frozenset({"postgresql", "postgres", "milvus", "qdrant", "qdrant+https"})
 #: Logical CPUs each read / diff / write task asks for: small, so they always find room beside the encoders.
 TASK_CPUS = 0.1
 #: At most this many blocks (Ray tasks) per run, however large the catalog.
@@ -87,12 +84,12 @@ class RayEngine:
         if self.workers < 1 or self.cpus_per_worker <= 0 or self.gpus_per_worker < 0 or self.retries < 0:
             raise ValueError("workers >= 1, cpus_per_worker > 0, gpus_per_worker >= 0 and retries >= 0 are required")
 
-    def run(self, job: CatalogJob, source: Source) -> Summary:
+    def run(self, job: Plan, source: Source) -> Summary:
         try:
             import ray
         except ImportError as exc:
             raise ImportError("the Ray engine needs Ray: pip install 'lfm-retrieval[ray]'") from exc
-        encoders, targets, preparer = job.plan()
+        encoders, targets, preparer = job.encoders, job.targets, job.preparer
         started = time.monotonic()
         for target in targets:
             target.store.ensure_collection(target.spec(encoders))
@@ -107,12 +104,12 @@ class RayEngine:
         finally:
             if own_runtime:
                 ray.shutdown()
-        self._finish(job, targets, summary, seen)
+        self._finish(job, summary, seen)
         summary.seconds = round(time.monotonic() - started, 3)
         return summary
 
     # -- the pipeline --------------------------------------------------------------------------
-    def _pipeline(self, ray: Any, job: CatalogJob, encoders: list, targets: list, preparer: Any, source: Source):
+    def _pipeline(self, ray: Any, job: Plan, encoders: list, targets: list, preparer: Any, source: Source):
         from lfm_retrieval.catalog.engines import ray_stages as st
 
         context = ray.data.DataContext.get_current()
@@ -124,11 +121,12 @@ class RayEngine:
         context.raise_original_map_exception = True
         task_args = {"num_cpus": TASK_CPUS, "max_retries": self.retries}
 
-        driver_writes = self.driver_writes or any(urlsplit(t.store.uri).scheme not in SERVER_SCHEMES for t in targets)
+        # a store many processes may open (a database server) is read and written by the workers themselves
+        driver_writes = self.driver_writes or not all(t.store.shared for t in targets)
         lookups = []
         for target in targets:
             uri, kind = target.store.uri, target.store.kind
-            if urlsplit(uri).scheme in SERVER_SCHEMES:
+            if target.store.shared:
                 lookups.append(st.Lookup(uri, kind))
             else:
                 snapshot = ray.remote(num_cpus=0, max_restarts=self.retries)(st.fingerprint_snapshot_class())
@@ -197,7 +195,7 @@ class RayEngine:
             writer.drain()
         return results
 
-    def _finish(self, job: CatalogJob, targets: list, summary: Summary, seen: list[tuple[str, str]]) -> None:
+    def _finish(self, job: Plan, summary: Summary, seen: list[tuple[str, str]]) -> None:
         """Duplicate keys reported, bad records in reading order, then sync deletes (the read was complete)."""
         first: dict[str, str] = {}
         for key, position in sorted(seen, key=lambda item: position_order(item[1])):
@@ -211,12 +209,7 @@ class RayEngine:
         for position, problem in summary.bad_records:
             logger.warning("skipped bad record %s: %s", position, problem)
         if job.sync:
-            gone: set[str] = set()
-            for target in targets:
-                leaving = [key for key in target.store.fingerprints() if key not in first]
-                target.store.delete(leaving)
-                gone.update(leaving)
-            summary.deleted = len(gone)
+            summary.deleted = delete_unread(job, first)
 
     # -- resources -----------------------------------------------------------------------------
     def _actor_cpus(self, ray: Any) -> float:
