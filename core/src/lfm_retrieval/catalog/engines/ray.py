@@ -35,8 +35,8 @@ from lfm_retrieval.catalog.sources import file_format
 from lfm_retrieval.catalog.summary import Summary, position_order
 from lfm_retrieval.catalog.targets import vector_field
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
+from lfm_retrieval.encoders.loading import is_int8
 from lfm_retrieval.errors import BadRecordError, LFMRetrievalError
-from lfm_retrieval.runtimes.precision import is_int8
 
 if TYPE_CHECKING:
     from lfm_retrieval.catalog.sources import Source
