@@ -8,9 +8,19 @@ from typing import Any
 import numpy as np
 
 from lfm_retrieval.errors import InvalidRecordError
-from lfm_retrieval.stores.records import Record
+from lfm_retrieval.stores.records import AnySpec, HybridSpec, Record
 from lfm_retrieval_milvus.filters import INT64_MAX, INT64_MIN
-from lfm_retrieval_milvus.layout import FINGERPRINT, ID, KEY, MAX_JSON_BYTES, MAX_VARCHAR_BYTES, METADATA, VECTOR
+from lfm_retrieval_milvus.layout import (
+    FINGERPRINT,
+    ID,
+    KEY,
+    MAX_JSON_BYTES,
+    MAX_VARCHAR_BYTES,
+    METADATA,
+    TOKENS,
+    VECTOR,
+)
+from lfm_retrieval_milvus.tokens import max_tokens, to_pages
 
 
 def _outside_int64(value: Any, path: str) -> str | None:
@@ -40,7 +50,8 @@ def encode_metadata(record: Record) -> str:
     raise InvalidRecordError(f"record {record.key!r}: {problem}; nothing written")
 
 
-def _varchar(record: Record, what: str, value: str) -> str:
+def varchar(record: Record, what: str, value: str) -> str:
+    """``value`` if Milvus can store it in a VARCHAR, else InvalidRecordError naming the record."""
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError as error:
@@ -62,10 +73,40 @@ def to_rows(rows: list[tuple[str, np.ndarray, Record]], vector_type: str) -> lis
     return [
         {
             ID: record_id,
-            KEY: _varchar(record, "key", record.key),
-            FINGERPRINT: _varchar(record, "fingerprint", record.fingerprint),
+            KEY: varchar(record, "key", record.key),
+            FINGERPRINT: varchar(record, "fingerprint", record.fingerprint),
             VECTOR: vector.astype(dtype, copy=False),
             METADATA: encode_metadata(record),
         }
         for record_id, vector, record in rows
     ]
+
+
+def to_token_rows(
+    rows: list[tuple[str, Any, Record]], spec: AnySpec, indexed: list[np.ndarray]
+) -> list[dict[str, Any]]:
+    """Milvus rows of a multivector or hybrid collection: ``indexed`` holds each row's indexed vector
+    (its MUVERA encoding, or its dense vector); the token vectors become pages. Raises
+    InvalidRecordError (naming the record) before anything is sent."""
+    tokens_spec = spec.multivector if isinstance(spec, HybridSpec) else spec
+    vector_type = spec.dense.vector_type if isinstance(spec, HybridSpec) else "float32"
+    limit = max_tokens(tokens_spec.dimension, tokens_spec.vector_type)
+    milvus_rows = []
+    for (record_id, vectors, record), vector in zip(rows, indexed, strict=True):
+        tokens = vectors[1] if isinstance(spec, HybridSpec) else vectors
+        if len(tokens) > limit:
+            raise InvalidRecordError(
+                f"record {record.key!r}: {len(tokens)} token vectors; a Milvus record holds at most {limit} "
+                f"of {tokens_spec.dimension}-d {tokens_spec.vector_type}; nothing written"
+            )
+        milvus_rows.append(
+            {
+                ID: record_id,
+                KEY: varchar(record, "key", record.key),
+                FINGERPRINT: varchar(record, "fingerprint", record.fingerprint),
+                VECTOR: vector.astype(np.float16 if vector_type == "float16" else np.float32, copy=False),
+                TOKENS: to_pages(tokens, tokens_spec.vector_type),
+                METADATA: encode_metadata(record),
+            }
+        )
+    return milvus_rows
