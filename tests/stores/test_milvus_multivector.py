@@ -18,6 +18,7 @@ from pymilvus import DataType, MilvusClient
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
 from lfm_retrieval.stores import Store, open_store
 from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite, record_of, spec_of
+from lfm_retrieval_milvus import UnsupportedSpecError
 from lfm_retrieval_milvus.layout import FIRST_STAGE_PROPERTY, TOKENS
 from lfm_retrieval_milvus.tokens import PAGE_CHARS, from_pages, max_tokens, to_pages
 
@@ -153,7 +154,7 @@ def test_the_hybrid_layout_and_info(server_store):
 
 def test_a_float16_hybrid_is_refused_on_a_2_3_server_before_anything_is_created(server_store):
     store = server_store("hybrid")
-    with pytest.raises(Exception, match="float16 vectors need Milvus 2.4"):
+    with pytest.raises(UnsupportedSpecError, match=r"float16 vectors need Milvus 2\.4"):
         store.ensure_collection(spec_of("hybrid", vector_type="float16"))
     assert not store.client.has_collection(store.collection)
 
@@ -166,7 +167,7 @@ def test_too_many_tokens_refuse_the_batch_and_nothing_stored_changes(server_stor
     store.upsert([kept])
     big = record_of("hybrid", "SKU-BAD", rng)
     big.token_vectors = rng.normal(size=(max_tokens(8, "float32") + 1, 8)).astype(np.float32)
-    with pytest.raises(InvalidRecordError, match="SKU-BAD.*token vectors; a Milvus record holds at most"):
+    with pytest.raises(InvalidRecordError, match=r"SKU-BAD.*token vectors; a Milvus record holds at most"):
         store.upsert([record_of("hybrid", "fine", rng), big])
     assert store.count() == 1 and store.fingerprints() == {"kept": "fp"}
 
