@@ -54,4 +54,13 @@ fi
 
 echo "== ruff"
 "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check . || status=1
+
+# The documentation site, warnings as errors (its pins are in the latest stack).
+echo "== docs"
+if [ -x .venvs/latest/bin/mkdocs ]; then
+  NO_MKDOCS_2_WARNING=1 .venvs/latest/bin/mkdocs build --strict --quiet --site-dir "$(mktemp -d)" || status=1
+else
+  echo "mkdocs is not installed (.venvs/latest): run with the latest stack to build the docs" >&2
+  status=1
+fi
 exit $status
