@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder, int8
-from lfm_retrieval.encoders import loading
 from lfm_retrieval.int8 import Int8Linear
+from lfm_retrieval.runtimes import precision as runtime_precision
 from lfm_retrieval.testing import build_minilm_colbert
 from sample_texts import TEXTS
 
@@ -44,7 +44,7 @@ def test_the_int8_copy_shares_every_tensor_but_the_linear_weights(minilm_path):
     copied = [b for m in encoder.query_model.modules() if not isinstance(m, Int8Linear) for b in m.parameters(False)]
     assert copied and all(p.data_ptr() in original for p in copied)
     int8_bytes = sum(m.int8_weight().numel() for m in encoder.query_model.modules() if isinstance(m, Int8Linear))
-    assert int8_bytes == loading.linear_weights(encoder.model)
+    assert int8_bytes == runtime_precision.linear_weights(encoder.model)
 
 
 def test_the_int8_kernels_agree_and_survive_copies():
@@ -67,14 +67,14 @@ def test_the_int8_kernels_agree_and_survive_copies():
 
 
 def test_auto_leaves_small_models_in_float32(minilm_path):
-    assert loading.linear_weights(DenseEncoder(str(minilm_path), quantize=None).model) < 100_000_000
+    assert runtime_precision.linear_weights(DenseEncoder(str(minilm_path), quantize=None).model) < 100_000_000
     encoder = DenseEncoder(str(minilm_path))  # quantize="auto" is the default
     assert encoder.query_model is None and encoder.query_precision == "float32"
 
 
 def cpu_speedups(monkeypatch, **speedups: float) -> None:
     """This CPU's matmul speedups over float32 as given (e.g. int8=4.0: int8 dot-product instructions)."""
-    monkeypatch.setattr(loading, "matmul_speedup", lambda precision: speedups[precision])
+    monkeypatch.setattr(runtime_precision, "matmul_speedup", lambda precision: speedups[precision])
 
 
 @pytest.fixture
@@ -84,15 +84,17 @@ def int8_pays(monkeypatch):
 
 
 def test_the_matmul_speedups_are_measured():
-    for precision in loading.QUERY_PRECISIONS:
-        speedup = loading.matmul_speedup(precision)
-        assert 0.0 < speedup < 100.0 and loading.matmul_speedup(precision) == speedup, "measured once per process"
+    for precision in runtime_precision.QUERY_PRECISIONS:
+        speedup = runtime_precision.matmul_speedup(precision)
+        assert 0.0 < speedup < 100.0 and runtime_precision.matmul_speedup(precision) == speedup, (
+            "measured once per process"
+        )
     with pytest.raises(ValueError, match="precision must be one of"):
-        loading.matmul_speedup("int4")
+        runtime_precision.matmul_speedup("int4")
 
 
 def test_auto_makes_large_cpu_models_queries_int8(minilm_path, monkeypatch, int8_pays):
-    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr(runtime_precision, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
     encoder = DenseEncoder(str(minilm_path))
     assert encoder.query_precision == "int8" and encoder.query_agreement["int8"] >= 0.99
     assert list(encoder.query_agreement) == ["int8"] and not encoder.query_seconds, "bfloat16 does not pay here"
@@ -101,7 +103,7 @@ def test_auto_makes_large_cpu_models_queries_int8(minilm_path, monkeypatch, int8
 
 
 def test_auto_keeps_float32_queries_where_int8_matmuls_are_slow(minilm_path, monkeypatch, caplog):
-    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr(runtime_precision, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
     cpu_speedups(monkeypatch, int8=0.05, bfloat16=0.5)
     assert DenseEncoder(str(minilm_path)).query_model is None
     with caplog.at_level(logging.WARNING, logger="lfm_retrieval"):
@@ -111,8 +113,8 @@ def test_auto_keeps_float32_queries_where_int8_matmuls_are_slow(minilm_path, mon
 
 
 def test_auto_keeps_float32_queries_where_int8_does_not_agree(minilm_path, monkeypatch, caplog, int8_pays):
-    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
-    monkeypatch.setattr("lfm_retrieval.encoders.base.QUERY_COPY_MIN_AGREEMENT", 1.01)
+    monkeypatch.setattr(runtime_precision, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr("lfm_retrieval.runtimes.torch_runtime.QUERY_COPY_MIN_AGREEMENT", 1.01)
     encoder = DenseEncoder(str(minilm_path))
     assert encoder.query_model is None and encoder.query_precision == "float32"
     assert 0.99 < encoder.query_agreement["int8"] < 1.01
@@ -159,7 +161,7 @@ def test_colbert_queries_int8_documents_float32(minilm_path, tmp_path):
 @pytest.fixture
 def bfloat16_pays(monkeypatch):
     """A CPU with AMX: bfloat16 matmul 3x float32, int8 without dot-product instructions."""
-    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr(runtime_precision, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
     cpu_speedups(monkeypatch, int8=0.05, bfloat16=3.0)
 
 
@@ -178,7 +180,7 @@ def test_auto_gives_queries_a_bfloat16_copy_where_bfloat16_pays(minilm_path, bfl
 
 
 def test_auto_keeps_the_faster_copy_when_both_agree(minilm_path, monkeypatch):
-    monkeypatch.setattr(loading, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
+    monkeypatch.setattr(runtime_precision, "QUERY_COPY_MIN_LINEAR_WEIGHTS", 1_000_000)
     cpu_speedups(monkeypatch, int8=4.0, bfloat16=3.0)
     encoder = DenseEncoder(str(minilm_path))
     assert set(encoder.query_agreement) == set(encoder.query_seconds) == {"int8", "bfloat16"}
@@ -193,7 +195,9 @@ def test_fastest_alternates_and_keeps_the_shortest():
     def sleeper(key: str, seconds: float):
         return lambda: (calls.append(key), time.sleep(seconds))
 
-    chosen, best = loading.fastest({"slow": sleeper("slow", 0.03), "quick": sleeper("quick", 0.003)}, rounds=2)
+    chosen, best = runtime_precision.fastest(
+        {"slow": sleeper("slow", 0.03), "quick": sleeper("quick", 0.003)}, rounds=2
+    )
     assert chosen == "quick" and best["quick"] < 0.02 <= best["slow"]
     assert calls == ["slow", "quick"] * 3, "one warm-up each, then the rounds alternate"
 

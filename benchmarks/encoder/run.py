@@ -42,8 +42,9 @@ from sentence_transformers import SentenceTransformer
 
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.encoders.allocator import reuse_freed_memory
-from lfm_retrieval.encoders.loading import MAX_PADDING, MIN_MATMUL_SPEEDUP, matmul_speedup
+from lfm_retrieval.encoders.loading import MAX_PADDING
 from lfm_retrieval.encoders.model_thread import run_on_model_thread
+from lfm_retrieval.runtimes.precision import MIN_MATMUL_SPEEDUP, matmul_speedup
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
 

@@ -26,7 +26,7 @@ MODEL_HELP = "Model: a Hub id or a local folder (LFM2.5-Embedding-350M by defaul
 Store = Annotated[str, typer.Option("--store", "-s", help=STORE_HELP)]
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: the library's choice)")]
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16")  # runtimes.precision.DTYPES, without importing torch
 Dtype = Annotated[
     str | None,
     typer.Option(help="float32, bfloat16 or float16 (bfloat16 is the usual choice on a GPU; default: as loaded)"),
@@ -56,18 +56,14 @@ def _quantize(int8: bool) -> str:
     return "int8" if int8 else "auto"
 
 
-def _torch_dtype(dtype: str | None) -> Any:
-    if dtype is None:
-        return None
-    if dtype not in DTYPES:
+def _dtype(dtype: str | None) -> str | None:
+    if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    import torch
-
-    return getattr(torch, dtype)
+    return dtype
 
 
 def _encoder(model: str, device: str | None, int8: bool, dtype: str | None = None) -> DenseEncoder:
-    return DenseEncoder(model, device=device, quantize=_quantize(int8), dtype=_torch_dtype(dtype))
+    return DenseEncoder(model, device=device, quantize=_quantize(int8), dtype=_dtype(dtype))
 
 
 def _encoders(mode: str, model: str, colbert: str, device: str | None, int8: bool) -> dict[str, Any]:
@@ -376,7 +372,7 @@ def serve(
             named = _named_stores(store or [])
             dense = None if model.lower() == "none" else _encoder(model, device, int8, dtype)
             late = (
-                ColBERTEncoder(colbert, device=device, quantize=_quantize(int8), dtype=_torch_dtype(dtype))
+                ColBERTEncoder(colbert, device=device, quantize=_quantize(int8), dtype=_dtype(dtype))
                 if colbert
                 else None
             )

@@ -4,126 +4,94 @@ from __future__ import annotations
 
 import logging
 import threading
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-import torch
 
 from lfm_retrieval.encoders.batching import EncodeStats, Side, length_sorted_batches, validated_chunks
-from lfm_retrieval.encoders.loading import (
-    QUERY_COPY_MIN_AGREEMENT,
-    Quantize,
-    fastest,
-    precision_of,
-    query_copy,
-    query_copy_candidates,
-)
 from lfm_retrieval.encoders.microbatch import MicroBatcher
 from lfm_retrieval.encoders.model_thread import model_thread_id, run_on_model_thread
-from lfm_retrieval.int8 import CALIBRATION_QUERIES, mean_cosine
+from lfm_retrieval.runtimes.base import Runtime, runtime_setting
 
 logger = logging.getLogger("lfm_retrieval")
 Vector = TypeVar("Vector")
 
 
 class Encoder(ABC, Generic[Vector]):
-    """Encodes texts on an explicit side, in bounded memory, in length-sorted batches.
+    """Encodes texts on an explicit side, in bounded memory, in length-sorted batches, over a runtime
+    (:mod:`lfm_retrieval.runtimes`) that runs the model on one batch.
 
-    Subclasses say how long each text is in tokens (after prompt/prefix and truncation)
-    and how to encode one batch of texts; ``max_padding`` (the fraction of a batch's
-    tokens that may be padding, 0 = equal-length batches) is set by the subclass once it
-    knows whether its model's pads are inert and which device it runs on.
+    The runtime says how long each text is in tokens (after prompt/prefix and truncation), encodes
+    one batch, and suggests the batch settings; ``max_padding`` is the fraction of a batch's tokens
+    that may be padding (0 = equal-length batches). The runtime's own attributes named in
+    ``runtime_attributes`` (the torch runtime's ``model``, ``query_model``, a dense runtime's
+    ``prompts``, ...) read through the encoder.
     """
 
-    def __init__(self, batch_size: int | None, max_batch_tokens: int | None, chunk_size: int) -> None:
+    runtime_attributes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        batch_size: int | None,
+        max_batch_tokens: int | None,
+        chunk_size: int,
+        max_padding: float | None = None,
+    ) -> None:
         if any(value is not None and value < 1 for value in (batch_size, max_batch_tokens, chunk_size)):
             raise ValueError("batch_size, max_batch_tokens and chunk_size must be positive")
-        # None: the subclass sets the device's default once the model is loaded
-        self.batch_size = batch_size or 0
-        self.max_batch_tokens = max_batch_tokens or 0
+        if max_padding is not None and not 0.0 <= max_padding <= 1.0:
+            raise ValueError(f"max_padding must be between 0 and 1, not {max_padding!r}")
+        self.runtime = runtime
+        self.model_name: str = runtime.model_name
+        self.batch_size: int = batch_size or runtime_setting(runtime, "batch_size")
+        self.max_batch_tokens: int = max_batch_tokens or runtime_setting(runtime, "max_batch_tokens")
+        self.max_padding: float = runtime_setting(runtime, "max_padding") if max_padding is None else max_padding
         self.chunk_size = chunk_size
         self.stats = EncodeStats()
-        self.max_padding = 0.0
         # Fast tokenizers fail ("Already borrowed") when two threads use one at once, as
         # async framework calls do: one model call at a time per encoder.
         self._model_lock = threading.Lock()
         self._query_batcher: MicroBatcher[Vector] | None = None
         self._batcher_lock = threading.Lock()
-        self.query_model: Any = None  # the int8 or bfloat16 copy queries run on, when there is one
-        # each query copy tried when the model loaded: its mean cosine to float32 on real queries
-        self.query_agreement: dict[str, float] = {}
-        # ... and, where more than one agreed, its best time on one real query (seconds)
-        self.query_seconds: dict[str, float] = {}
+        self._on_model_thread = bool(runtime_setting(runtime, "uses_model_thread"))
 
-    model_name: str
-    model: Any
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup fails: the runtime's attributes the encoder passes on
+        if name in type(self).runtime_attributes and "runtime" in self.__dict__:
+            return getattr(self.__dict__["runtime"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def dimension(self) -> int:
+        """Width of each vector (of each token vector for ColBERT)."""
+        return self.runtime.dimension  # type: ignore[attr-defined]
+
+    @property
+    def max_length(self) -> int:
+        """Token limit of one text, prompt/prefix included."""
+        return self.runtime.max_length
 
     @property
     def query_precision(self) -> str:
-        """What queries run in: ``"int8"``, ``"bfloat16"`` (a query copy) or the model's own."""
-        return precision_of(self.query_model if self.query_model is not None else self.model)
-
-    def _model_for(self, side: Side) -> Any:
-        return self.query_model if side is Side.QUERY and self.query_model is not None else self.model
-
-    def _prepare_query_model(self, quantize: Quantize, dtype: torch.dtype | None) -> None:
-        """Give queries a reduced-precision copy of the model where :func:`query_copy_candidates`
-        says so. Each candidate must agree with float32 on real queries (:data:`CALIBRATION_QUERIES`,
-        mean cosine >= :data:`QUERY_COPY_MIN_AGREEMENT`): with ``"auto"`` one that does not is
-        dropped, and of two that do the faster on one real query is kept (measured here, on this
-        model and CPU); ``"queries"`` keeps its int8 copy, with a warning if it disagrees."""
-        candidates = query_copy_candidates(self.model, quantize, dtype)
-        if not candidates:
-            return
-        texts = list(CALIBRATION_QUERIES)
-        copies = {}
-        with torch.inference_mode():
-            reference = self._encode_batch(texts, Side.QUERY)
-            for precision in candidates:
-                copies[precision] = self.query_model = query_copy(self.model, precision)
-                self.query_agreement[precision] = mean_cosine(reference, self._encode_batch(texts, Side.QUERY))
-            self.query_model = None
-            agreeing = {p: m for p, m in copies.items() if self.query_agreement[p] >= QUERY_COPY_MIN_AGREEMENT}
-            if quantize == "queries":
-                chosen: str | None = "int8"
-            elif len(agreeing) > 1:
-                chosen, self.query_seconds = fastest({p: self._query_timer(m, texts[0]) for p, m in agreeing.items()})
-            else:
-                chosen = next(iter(agreeing), None)
-        agreement = ", ".join(f"{p} {cosine:.4f}" for p, cosine in self.query_agreement.items())
-        if chosen is None:
-            logger.info("%s: float32 queries: mean cosine to float32 only %s", self.model_id, agreement)
-            return
-        self.query_model = copies[chosen]
-        if chosen not in agreeing:
-            cosine = self.query_agreement[chosen]
-            logger.warning("%s: %s queries agree at mean cosine %.4f only (< 0.99)", self.model_id, chosen, cosine)
-        else:
-            timing = ", ".join(f"{p} {seconds * 1000:.1f} ms" for p, seconds in self.query_seconds.items())
-            logger.info("%s: %s queries (mean cosine to float32: %s%s)", self.model_id, chosen, agreement,
-                        f"; one query: {timing}" if timing else "")  # fmt: skip
-
-    def _query_timer(self, model: Any, query: str):
-        def encode_one() -> None:
-            self.query_model = model
-            self._encode_batch([query], Side.QUERY)
-
-        return encode_one
+        """What queries run in: ``"int8"``, ``"bfloat16"`` (a torch query copy), the model's own
+        precision, or what the runtime reports (``"remote"``, a GGUF file's type)."""
+        return str(runtime_setting(self.runtime, "precision"))
 
     @property
     def model_id(self) -> str:
         """The model's name without its folder or Hub organisation (what stores record)."""
-        return self.model_name.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+        return model_id_of(self.model_name)
 
-    @abstractmethod
     def _token_lengths(self, texts: list[str], side: Side) -> tuple[list[int], int]:
         """Each text's length in tokens as the model will see it, and how many were cut."""
+        return self.runtime.token_lengths(texts, side)
 
-    @abstractmethod
     def _encode_batch(self, texts: list[str], side: Side) -> list[Vector]:
-        """Encode one batch (texts of different lengths are right-padded by the library)."""
+        """Encode one batch of raw texts (the runtime applies the side's prompt or prefix)."""
+        return self.runtime.encode_batch(texts, side)  # type: ignore[return-value]
 
     def stream(self, texts: Iterable[str], side: Side) -> Iterator[Vector]:
         """Yield one vector per text, in input order, reading ``chunk_size`` texts at a time."""
@@ -133,7 +101,11 @@ class Encoder(ABC, Generic[Vector]):
                 lengths, truncated = self._token_lengths(chunk, side)
                 out: list[Vector | None] = [None] * len(chunk)
                 for batch in length_sorted_batches(lengths, self.batch_size, self.max_batch_tokens, self.max_padding):
-                    vectors = run_on_model_thread(self._encode_batch, [chunk[i] for i in batch], side)
+                    texts_in_batch = [chunk[i] for i in batch]
+                    if self._on_model_thread:
+                        vectors = run_on_model_thread(self._encode_batch, texts_in_batch, side)
+                    else:
+                        vectors = self._encode_batch(texts_in_batch, side)
                     self.stats.model_calls += 1
                     for index, vector in zip(batch, vectors, strict=True):
                         out[index] = vector
@@ -202,9 +174,9 @@ def stack(vectors: list[np.ndarray], dimension: int) -> np.ndarray:
     return np.stack(vectors).astype(np.float32, copy=False) if vectors else np.zeros((0, dimension), np.float32)
 
 
-def in_float32(model: Any) -> bool:
-    """Whether ``model`` computes in float32 (int8 models do: their int8 layers output float32)."""
-    return next(model.parameters()).dtype == torch.float32
+def model_id_of(model_name: str) -> str:
+    """A model's name without its folder or Hub organisation (what stores record)."""
+    return model_name.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def unit_rows(array: np.ndarray) -> np.ndarray:

@@ -1,0 +1,121 @@
+"""Which runtime runs a model: a server for ``base_url``, llama.cpp for a ``.gguf`` file, else torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lfm_retrieval.errors import ModelLoadError
+from lfm_retrieval.runtimes.base import DenseRuntime, MultiVectorRuntime, Runtime
+
+RUNTIMES = ("auto", "torch", "gguf", "remote")
+# The extra that installs each local runtime's libraries, named when they are missing.
+EXTRAS = {"torch": "torch", "gguf": "gguf"}
+
+
+def runtime_kind(model: str | None, runtime: str, base_url: str | None) -> str:
+    """``"torch"``, ``"gguf"`` or ``"remote"``: what ``runtime="auto"`` picks, or ``runtime`` checked
+    against the other arguments."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if base_url is not None:
+        if runtime not in ("auto", "remote"):
+            raise ValueError(f"base_url={base_url!r} runs the model on a server; runtime={runtime!r} contradicts it")
+        return "remote"
+    if runtime == "remote":
+        raise ValueError("runtime='remote' needs base_url=, the server's URL")
+    is_gguf = str(model or "").lower().endswith(".gguf")
+    if runtime == "auto":
+        return "gguf" if is_gguf else "torch"
+    if runtime == "torch" and is_gguf:
+        raise ValueError(f"{model!r} is a GGUF file: it runs with runtime='gguf' (llama.cpp), not torch")
+    return runtime
+
+
+def dense_runtime(
+    model: str | None,
+    *,
+    runtime: str | Runtime = "auto",
+    base_url: str | None = None,
+    prompts: dict[str, str] | str | None = None,
+    api_key: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    **torch_options: Any,
+) -> DenseRuntime:
+    """The runtime a :class:`~lfm_retrieval.encoders.DenseEncoder` runs on. ``torch_options``
+    (device, dtype, quantize, normalize, batch settings) apply to the torch runtime."""
+    if not isinstance(runtime, str):
+        return runtime  # type: ignore[return-value]
+    kind = runtime_kind(model, runtime, base_url)
+    if kind == "remote":
+        from lfm_retrieval.runtimes.remote import RemoteDenseRuntime
+
+        return RemoteDenseRuntime(
+            model,
+            base_url,
+            prompts=prompts,
+            api_key=api_key,
+            headers=headers,
+            timeout=timeout,  # type: ignore[arg-type]
+        )
+    if prompts is not None and not isinstance(prompts, dict):
+        raise ValueError(f"prompts={prompts!r} only applies to a server (base_url=); pass a dict of prompts")
+    if kind == "gguf":
+        gguf = _import_runtime("gguf", "lfm_retrieval.runtimes.gguf")
+        return _on_model_thread(gguf.GGUFDenseRuntime, str(model), prompts=prompts)
+    if prompts is not None:
+        raise ValueError("prompts= applies to GGUF files and servers; a torch model reads its own prompts")
+    from lfm_retrieval.encoders.dense import LFM25_EMBEDDING
+
+    torch_runtime = _import_runtime("torch", "lfm_retrieval.runtimes.torch_runtime")
+    return _on_model_thread(torch_runtime.TorchDenseRuntime, model or LFM25_EMBEDDING, **torch_options)
+
+
+def multivector_runtime(
+    model: str | None,
+    *,
+    runtime: str | Runtime = "auto",
+    base_url: str | None = None,
+    api_key: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    **torch_options: Any,
+) -> MultiVectorRuntime:
+    """The runtime a :class:`~lfm_retrieval.encoders.ColBERTEncoder` runs on. ``torch_options``
+    (backend, device, dtype, quantize, batch settings) apply to the torch runtime."""
+    if not isinstance(runtime, str):
+        return runtime  # type: ignore[return-value]
+    kind = runtime_kind(model, runtime, base_url)
+    if kind == "remote":
+        from lfm_retrieval.runtimes.remote import RemoteColBERTRuntime
+
+        return RemoteColBERTRuntime(model, base_url, api_key=api_key, headers=headers, timeout=timeout)  # type: ignore[arg-type]
+    if kind == "gguf":
+        gguf = _import_runtime("gguf", "lfm_retrieval.runtimes.gguf")
+        return _on_model_thread(gguf.GGUFColBERTRuntime, str(model))
+    from lfm_retrieval.encoders.colbert import LFM25_COLBERT
+
+    torch_runtime = _import_runtime("torch", "lfm_retrieval.runtimes.torch_runtime")
+    return _on_model_thread(torch_runtime.TorchColBERTRuntime, model or LFM25_COLBERT, **torch_options)
+
+
+def _import_runtime(kind: str, module: str) -> Any:
+    """Import a local runtime's module, or fail in one line naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        if missing.startswith("lfm_retrieval"):
+            raise
+        raise ModelLoadError(
+            f"the {kind} runtime needs {missing!r}, which is not installed: pip install 'lfm-retrieval[{EXTRAS[kind]}]'"
+        ) from exc
+
+
+def _on_model_thread(build: Any, *args: Any, **kwargs: Any) -> Any:
+    # loading, calibration and every forward pass on one thread: encoders/model_thread.py
+    from lfm_retrieval.encoders.model_thread import run_on_model_thread
+
+    return run_on_model_thread(build, *args, **kwargs)
