@@ -202,7 +202,7 @@ class LFMVectorStore(VectorStore):
         """Async :meth:`delete`."""
         _no_options("adelete", kwargs)
         keys = _delete_keys(ids)
-        if keys and await asyncio.to_thread(self._existing_spec) is not None:
+        if keys and await self._aexisting_spec() is not None:
             await asyncio.to_thread(self.store.delete, keys)
         return True
 
@@ -258,7 +258,7 @@ class LFMVectorStore(VectorStore):
         """Async :meth:`similarity_search_with_score`: the encoders' async query paths (concurrent
         queries share model calls) and the store's ``asearch``."""
         prefetch = self._search_options(query, filter, kwargs)
-        if await asyncio.to_thread(self._existing_spec) is None:
+        if await self._aexisting_spec() is None:
             return []
         vector = await self.embedding.aembed_query(query) if self.embedding is not None else None
         tokens = (await self.colbert.aencode_queries([query]))[0] if self.colbert is not None else None
@@ -278,7 +278,7 @@ class LFMVectorStore(VectorStore):
     ) -> list[Document]:
         """Async :meth:`similarity_search_by_vector`."""
         self._dense_only("asimilarity_search_by_vector", filter, kwargs)
-        if await asyncio.to_thread(self._existing_spec) is None:
+        if await self._aexisting_spec() is None:
             return []
         hits = await self._search(True, embedding, None, k, filter, 0)
         return [document for document, _ in self._scored(hits)]
@@ -361,7 +361,7 @@ class LFMVectorStore(VectorStore):
                 f"relevance scores in [0, 1] need a dense store; a {self.kind} store scores by MaxSim, "
                 "which has no fixed range (use similarity_search_with_score)"
             )
-        return lambda score: (1.0 + score) / 2.0
+        return lambda score: min(1.0, max(0.0, (1.0 + score) / 2.0))  # clipped: float rounding passes 1
 
     # -- helpers --------------------------------------------------------------------------------
     def _dense_model(self) -> str:
@@ -398,6 +398,12 @@ class LFMVectorStore(VectorStore):
                     )
             self._checked = True
         return spec
+
+    async def _aexisting_spec(self) -> AnySpec | None:
+        """Async :meth:`_existing_spec`: a worker thread only until the collection is read and checked."""
+        if self._checked and self.store.spec is not None:
+            return self.store.spec
+        return await asyncio.to_thread(self._existing_spec)
 
     def _prepare(
         self, texts: Iterable[str], metadatas: list[dict[str, Any]] | None, ids: list[str | None] | None
