@@ -1,4 +1,4 @@
-"""``PgVectorStore``: a dense collection in one PostgreSQL table with pgvector."""
+"""``PgTable``: a collection in one PostgreSQL table with pgvector; ``PgVectorStore``: a dense one."""
 
 from __future__ import annotations
 
@@ -17,13 +17,21 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from lfm_retrieval.errors import CollectionMismatchError
-from lfm_retrieval.stores.base import DenseStore, FilterSpec
+from lfm_retrieval.muvera import DEFAULT_DIM_PROJ, Muvera
+from lfm_retrieval.stores.base import DenseStore, FilterSpec, Store
 from lfm_retrieval.stores.filters import Node, parse_filter
-from lfm_retrieval.stores.records import CollectionSpec, Hit, Record, check_query_vector
+from lfm_retrieval.stores.records import AnySpec, Hit, HybridSpec, Record, check_query_vector
 from lfm_retrieval_pgvector.connection import connection, open_pool
 from lfm_retrieval_pgvector.filters import filter_sql
-from lfm_retrieval_pgvector.layout import OPERATORS, REGISTRY_TABLE, Layout
-from lfm_retrieval_pgvector.rows import COLUMNS, HalfVector, copy_rows, payload_json, prepare_rows, verbatim
+from lfm_retrieval_pgvector.layout import OPERATORS, REGISTRY_TABLE, Layout, columns_of
+from lfm_retrieval_pgvector.rows import (
+    HalfVector,
+    copy_rows,
+    payload_json,
+    prepare_rows,
+    tokens_from_bytes,
+    verbatim,
+)
 from lfm_retrieval_pgvector.uri import PgTarget, parse_uri
 
 logger = logging.getLogger(__name__)
@@ -32,13 +40,15 @@ logger = logging.getLogger(__name__)
 EF_SEARCH_MAX = 1000
 
 
-class PgVectorStore(DenseStore):
-    """Records in ``schema.table``: ``id uuid``, ``key``, ``embedding vector(d)|halfvec(d)``, ``metadata jsonb``.
+class PgTable(Store):
+    """Records in ``schema.table``: ``id uuid``, ``key``, the kind's vector columns, ``metadata jsonb``.
 
     The spec each table was made with is kept in the schema's ``lfm_retrieval_collections``
     table. Connections come from a pool opened on first use. An ``upsert`` into an empty
     table loads with COPY first and builds the HNSW and GIN indexes after; later upserts
     merge through a temporary table with ``INSERT ... ON CONFLICT``, one transaction per batch.
+    The stores of each kind (:class:`PgVectorStore`, and the multivector and hybrid stores of
+    ``lfm_retrieval_pgvector.late_interaction``) add their search.
     """
 
     shared = True  # a PostgreSQL server: any process may open the table
@@ -73,6 +83,8 @@ class PgVectorStore(DenseStore):
         self._layout: Layout | None = None
         self._open_lock = threading.Lock()
         self._loading = threading.local()
+        #: The MUVERA encoder of a multivector collection (read from, or recorded in, the registry).
+        self._muvera: Muvera | None = None
 
     # -- connections ------------------------------------------------------------------------
     def _connect(self) -> tuple[ConnectionPool, Layout]:
@@ -124,15 +136,15 @@ class PgVectorStore(DenseStore):
         layout = self.layout
         if not self._relation_exists(conn, REGISTRY_TABLE):
             return None
+        # to_jsonb(r): also a registry made before its ``spec`` column answers
         row = conn.execute(
-            sql.SQL("SELECT dimension, distance, vector_type, model FROM {} WHERE table_name = %s").format(
-                layout.registry
-            ),
-            (layout.table,),
+            sql.SQL("SELECT to_jsonb(r) FROM {} AS r WHERE table_name = %s").format(layout.registry), (layout.table,)
         ).fetchone()
         if row is None:
             return None
-        return {"dimension": row[0], "distance": row[1], "vector_type": row[2], "model": row[3]}
+        if row[0].get("spec"):
+            return dict(row[0]["spec"])  # a multivector or hybrid collection: its whole spec (and MUVERA settings)
+        return {name: row[0][name] for name in ("dimension", "distance", "vector_type", "model")}
 
     def _spec_in(self, conn: psycopg.Connection) -> dict[str, Any] | None:
         """The registered spec of an existing table; None when there is no table."""
@@ -148,27 +160,52 @@ class PgVectorStore(DenseStore):
 
     def _read_spec(self) -> dict[str, Any] | None:
         with self._transaction() as conn:
-            return self._spec_in(conn)
+            return self._kept_muvera(self._spec_in(conn))
 
-    def _create(self, spec: CollectionSpec) -> None:
+    def _kept_muvera(self, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The stored spec without its MUVERA settings, which rebuild the collection's encoder."""
+        if stored is not None and "muvera" in stored:
+            stored = dict(stored)
+            self._muvera = Muvera.from_config(stored.pop("muvera"))
+        return stored
+
+    def _create(self, spec: AnySpec) -> None:
         layout = self.layout
         with self._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (layout.lock_key,))
-            existing = self._spec_in(conn)  # another process may have created it meanwhile
+            existing = self._kept_muvera(self._spec_in(conn))  # another process may have created it meanwhile
             if existing is not None:
                 spec.check_matches(existing, f"collection {self.uri!r}")
                 return
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(layout.schema)))
             conn.execute(layout.create_registry())
-            conn.execute(layout.create_table(spec))
+            conn.execute(layout.add_registry_spec())
+            recorded = None
+            if spec.kind != "dense":
+                recorded = spec.as_metadata()
+                if spec.kind == "multivector":
+                    self._muvera = Muvera(spec.dimension, dim_proj=min(DEFAULT_DIM_PROJ, spec.dimension))
+                    recorded["muvera"] = self._muvera.config()
+            conn.execute(layout.create_table(spec, self._muvera.embedding_size if self._muvera else None))
+            if "tokens" in columns_of(spec):
+                conn.execute(layout.store_tokens_uncompressed())
+            head = spec.dense if isinstance(spec, HybridSpec) else spec
             conn.execute(
                 sql.SQL(
-                    "INSERT INTO {} (table_name, dimension, distance, vector_type, model) VALUES (%s, %s, %s, %s, %s) "
+                    "INSERT INTO {} (table_name, dimension, distance, vector_type, model, spec) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (table_name) DO UPDATE SET dimension = EXCLUDED.dimension, "
                     "distance = EXCLUDED.distance, vector_type = EXCLUDED.vector_type, model = EXCLUDED.model, "
-                    "created_at = now()"
+                    "spec = EXCLUDED.spec, created_at = now()"
                 ).format(layout.registry),
-                (layout.table, spec.dimension, spec.distance, spec.vector_type, spec.model),
+                (
+                    layout.table,
+                    head.dimension,
+                    head.distance,
+                    head.vector_type,
+                    head.model,
+                    None if recorded is None else Jsonb(recorded),
+                ),
             )
 
     # -- writes -----------------------------------------------------------------------------
@@ -183,7 +220,7 @@ class PgVectorStore(DenseStore):
             return super().upsert(records, batch_size=batch_size)
 
     @contextmanager
-    def bulk_load(self) -> Iterator[PgVectorStore]:
+    def bulk_load(self) -> Iterator[PgTable]:
         """Defer index builds over several ``upsert`` calls (e.g. a job writing batch by batch).
 
         If the table is empty on entry, its indexes are dropped (free on an empty table),
@@ -229,7 +266,7 @@ class PgVectorStore(DenseStore):
         ``build_indexes=False``, or after a load that was interrupted)."""
         self._ensure_indexes(self._require_spec())
 
-    def _ensure_indexes(self, spec: CollectionSpec) -> None:
+    def _ensure_indexes(self, spec: AnySpec) -> None:
         """Build the HNSW and GIN indexes if missing and the table holds rows."""
         layout = self.layout
         with self._transaction() as conn:
@@ -240,7 +277,12 @@ class PgVectorStore(DenseStore):
                     (layout.schema, layout.table),
                 )
             }
-            hnsw = layout.create_hnsw(spec, m=self.hnsw_m, ef_construction=self.hnsw_ef_construction)
+            hnsw = layout.create_hnsw(
+                spec,
+                m=self.hnsw_m,
+                ef_construction=self.hnsw_ef_construction,
+                muvera_dimension=self._muvera.embedding_size if self._muvera else None,
+            )
             wanted = ((layout.hnsw_index, hnsw), (layout.gin_index, layout.create_gin()))
             statements = [ddl for name, ddl in wanted if ddl is not None and name not in present]
             if not statements:
@@ -256,9 +298,9 @@ class PgVectorStore(DenseStore):
             finally:
                 conn.remove_notice_handler(_log_notice)
 
-    def _upsert(self, rows: list[tuple[str, np.ndarray, Record]]) -> int:
+    def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
         spec = self._require_spec()
-        prepared = prepare_rows(rows, spec.vector_type)
+        prepared = prepare_rows(rows, spec, self._muvera)
         if not prepared:
             return 0
         if getattr(self._loading, "active", False):
@@ -271,20 +313,21 @@ class PgVectorStore(DenseStore):
                     ).fetchone()[0]
                     if not stored:
                         with conn.cursor() as cursor:
-                            copy_rows(cursor, self.layout.qualified, prepared, spec.vector_type)
+                            copy_rows(cursor, self.layout.qualified, prepared, spec)
                         return len(rows)
             except psycopg.errors.UniqueViolation:
                 pass  # a concurrent writer stored one of these ids meanwhile: merge instead
         self._merge(prepared, spec)
         return len(rows)
 
-    def _merge(self, prepared: list, spec: CollectionSpec) -> None:
+    def _merge(self, prepared: list, spec: AnySpec) -> None:
         """COPY into a temporary table, then INSERT ... ON CONFLICT (id) DO UPDATE, in one transaction."""
         layout = self.layout
         stage = sql.Identifier("lfm_stage")
-        columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+        names = columns_of(spec)
+        columns = sql.SQL(", ").join(map(sql.Identifier, names))
         changed = sql.SQL(" OR ").join(
-            sql.SQL("t.{c} IS DISTINCT FROM EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in COLUMNS[1:]
+            sql.SQL("t.{c} IS DISTINCT FROM EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in names[1:]
         )
         merge = sql.SQL(
             "INSERT INTO {table} AS t ({columns}) SELECT {columns} FROM {stage} "
@@ -293,14 +336,14 @@ class PgVectorStore(DenseStore):
             table=layout.qualified,
             columns=columns,
             stage=stage,
-            updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in COLUMNS[1:]),
+            updates=sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in names[1:]),
             changed=changed,
         )
         with self._transaction() as conn, conn.cursor() as cursor:
             cursor.execute(
                 sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP").format(stage, layout.qualified)
             )
-            copy_rows(cursor, stage, prepared, spec.vector_type)
+            copy_rows(cursor, stage, prepared, spec)
             cursor.execute(merge)
 
     def _delete(self, ids: list[str]) -> None:
@@ -340,19 +383,53 @@ class PgVectorStore(DenseStore):
             return conn.execute(query, ([uuid.UUID(i) for i in ids],)).fetchall()
 
     def _scan_records(self, batch_size: int) -> Iterator[Record]:
-        query = sql.SQL("SELECT key, embedding, metadata, fingerprint FROM {}").format(self.layout.qualified)
+        spec = self._require_spec()
+        dense = "embedding" in columns_of(spec)
+        tokens = spec.multivector if isinstance(spec, HybridSpec) else spec if spec.kind == "multivector" else None
+        columns = ["key", "metadata", "fingerprint"] + ["embedding"] * dense + ["tokens"] * (tokens is not None)
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), self.layout.qualified
+        )
         with self._transaction() as conn, conn.cursor(name="lfm_records") as cursor:
             cursor.itersize = batch_size
             cursor.execute(query)
-            for key, embedding, metadata, fingerprint in cursor:
-                values = embedding.to_numpy() if isinstance(embedding, HalfVector) else embedding
-                yield Record(key, np.asarray(values, dtype=np.float32), metadata, fingerprint)
+            for key, metadata, fingerprint, *vectors in cursor:
+                vector = dense_array(vectors.pop(0)) if dense else None
+                matrix = None if tokens is None else tokens_from_bytes(vectors[0], tokens.dimension, tokens.vector_type)
+                yield Record(key, vector, metadata, fingerprint, matrix)
 
     def _count(self, filter: Node | None) -> int:
         condition, params = filter_sql(filter)
         with self._transaction() as conn:
             query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.layout.qualified, condition)
             return conn.execute(query, params).fetchone()[0]
+
+    def _apply_search_settings(self, conn: psycopg.Connection, k: int, extra: Mapping[str, str] | None = None) -> None:
+        """SET LOCAL the HNSW settings of one search (one statement): ef_search >= k, iterative scans for filters."""
+        settings = {
+            "hnsw.ef_search": str(min(max(self.ef_search, k), EF_SEARCH_MAX)),
+            "hnsw.iterative_scan": "relaxed_order",
+            **self.search_settings,
+            **(extra or {}),
+        }
+        calls = sql.SQL(", ").join([sql.SQL("set_config(%s, %s, true)")] * len(settings))
+        conn.execute(sql.SQL("SELECT {}").format(calls), [x for item in settings.items() for x in map(str, item)])
+
+    def _candidates(
+        self, conn: psycopg.Connection, query: sql.Composable, params: list[Any], wanted: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows of an ordered, LIMITed first-stage query; exact (no index) when the index gave fewer than ``wanted``."""
+        rows = conn.execute(query, params).fetchall()
+        if len(rows) < wanted:
+            # Fewer than asked: either fewer rows match, or the index scan gave up early
+            # (hnsw.max_scan_tuples). An exact scan settles it.
+            conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
+            rows = conn.execute(query, params).fetchall()
+        return rows
+
+
+class PgVectorStore(PgTable, DenseStore):
+    """A dense collection: ``embedding vector(d)|halfvec(d)`` with an HNSW index (see :class:`PgTable`)."""
 
     def _search_query(self, vector: np.ndarray, k: int, filter: Node | None) -> tuple[sql.Composed, list[Any]]:
         spec = self._require_spec()
@@ -365,27 +442,11 @@ class PgVectorStore(DenseStore):
         ).format(op=operator, table=self.layout.qualified, condition=condition)
         return query, [query_vector, *params, query_vector, k]
 
-    def _apply_search_settings(self, conn: psycopg.Connection, k: int, extra: Mapping[str, str] | None = None) -> None:
-        """SET LOCAL the HNSW settings of one search: ef_search >= k, iterative scans for filters."""
-        settings = {
-            "hnsw.ef_search": str(min(max(self.ef_search, k), EF_SEARCH_MAX)),
-            "hnsw.iterative_scan": "relaxed_order",
-            **self.search_settings,
-            **(extra or {}),
-        }
-        for name, value in settings.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (name, str(value)))
-
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
         query, params = self._search_query(vector, k, filter)
         with self._transaction() as conn:
             self._apply_search_settings(conn, k)
-            rows = conn.execute(query, params).fetchall()
-            if len(rows) < k:
-                # Fewer than k: either fewer rows match, or the index scan gave up early
-                # (hnsw.max_scan_tuples). An exact scan settles it.
-                conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
-                rows = conn.execute(query, params).fetchall()
+            rows = self._candidates(conn, query, params, k)
         hits = [Hit(str(rid), key, self._score(distance), metadata) for rid, key, metadata, distance in rows]
         hits.sort(key=lambda hit: -hit.score)  # relaxed_order may return near-ties out of order
         return hits
@@ -405,6 +466,11 @@ class PgVectorStore(DenseStore):
             self._apply_search_settings(conn, k, settings)
             rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
         return "\n".join(row[0] for row in rows)
+
+
+def dense_array(value: Any) -> np.ndarray:
+    """A ``vector`` or ``halfvec`` value as a float32 array."""
+    return np.asarray(value.to_numpy() if isinstance(value, HalfVector) else value, dtype=np.float32)
 
 
 def _log_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
