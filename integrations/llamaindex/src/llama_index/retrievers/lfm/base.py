@@ -42,12 +42,14 @@ def to_portable_filter(filters: MetadataFilters | FilterSpec) -> FilterSpec:
             items.append({item.key: {"in": values}})
         else:
             raise InvalidFilterError(
-                f"LFMRetriever cannot translate the {operator.value!r} operator on {item.key!r}; "
-                "supported: ==, >, >=, <, <=, in (and/or conditions)"
+                f"the portable filter form cannot express the {operator.value!r} operator on {item.key!r}; "
+                "supported: ==, >, >=, <, <=, in (and/or conditions); nothing was searched or changed"
             )
     condition = FilterCondition(filters.condition or FilterCondition.AND)
     if condition not in (FilterCondition.AND, FilterCondition.OR):
-        raise InvalidFilterError(f"LFMRetriever cannot translate the {condition.value!r} condition; use and/or")
+        raise InvalidFilterError(
+            f"the portable filter form cannot express the {condition.value!r} condition; use and/or"
+        )
     if not items:
         return None
     if len(items) == 1:
@@ -55,7 +57,8 @@ def to_portable_filter(filters: MetadataFilters | FilterSpec) -> FilterSpec:
     return {"$and" if condition is FilterCondition.AND else "$or": items}
 
 
-def _dense_encoder(encoder: LFMEmbedding | DenseEncoder | str | None) -> DenseEncoder:
+def as_dense_encoder(encoder: LFMEmbedding | DenseEncoder | str | None) -> DenseEncoder:
+    """The DenseEncoder behind an LFMEmbedding, an encoder, a model path / Hub id, or None (LFM2.5)."""
     if isinstance(encoder, LFMEmbedding):
         return encoder.encoder
     if isinstance(encoder, DenseEncoder):
@@ -63,7 +66,8 @@ def _dense_encoder(encoder: LFMEmbedding | DenseEncoder | str | None) -> DenseEn
     return DenseEncoder() if encoder is None else DenseEncoder(encoder)
 
 
-def _colbert_encoder(encoder: ColBERTEncoder | str | None) -> ColBERTEncoder:
+def as_colbert_encoder(encoder: ColBERTEncoder | str | None) -> ColBERTEncoder:
+    """A ColBERTEncoder, one loaded from a model path / Hub id, or None (LFM2.5-ColBERT)."""
     if isinstance(encoder, ColBERTEncoder):
         return encoder
     return ColBERTEncoder() if encoder is None else ColBERTEncoder(encoder)
@@ -118,8 +122,8 @@ class LFMRetriever(BaseRetriever):
         else:
             raise TypeError(f"store must be a lfm_retrieval Store or a URI string, not {type(store).__name__}")
         self.kind = self.store.kind
-        self.dense: DenseEncoder | None = _dense_encoder(embed_model) if self.kind != "multivector" else None
-        self.colbert: ColBERTEncoder | None = _colbert_encoder(colbert) if self.kind != "dense" else None
+        self.dense: DenseEncoder | None = as_dense_encoder(embed_model) if self.kind != "multivector" else None
+        self.colbert: ColBERTEncoder | None = as_colbert_encoder(colbert) if self.kind != "dense" else None
         self.similarity_top_k = similarity_top_k
         self.filters: FilterSpec = to_portable_filter(filters)
         parse_filter(self.filters)  # a malformed filter fails here, not at the first query
