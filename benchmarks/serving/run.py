@@ -19,7 +19,6 @@ The server is idle while the in-process baseline runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -34,7 +33,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "concurrency"))
-from load import alternate, load_average, make_queries, model_path, paired_times, print_table, timed, token_lengths
+sys.path.insert(0, str(Path(__file__).parents[1]))  # benchmarks/: the shared common.py
+from common import load_average, write_results
+from load import alternate, make_queries, model_path, paired_times, print_table, timed, token_lengths
 
 from lfm_retrieval import DenseEncoder
 
@@ -173,9 +174,7 @@ def main() -> None:
         "http_ms_outside_model_call": round(outside_model_ms, 2),
         "server_batches": stats,
     }
-    target = out / f"serving-{args.model}-{args.device}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    target.write_text(json.dumps(result, indent=2))
-    print(f"wrote {target}")
+    write_results(result, out, f"serving-{args.model}-{args.device}")
 
 
 if __name__ == "__main__":
