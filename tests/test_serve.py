@@ -349,5 +349,6 @@ def test_huggingface_hub_tei_client_with_prompt_name(server: Server, reference: 
 
 
 def test_core_does_not_import_fastapi() -> None:
-    code = "import sys, lfm_retrieval, lfm_retrieval.cli, lfm_retrieval.remote; print('fastapi' in sys.modules)"
+    modules = "lfm_retrieval, lfm_retrieval.cli, lfm_retrieval.runtimes.remote"
+    code = f"import sys, {modules}; print('fastapi' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

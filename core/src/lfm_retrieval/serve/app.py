@@ -206,10 +206,25 @@ class Service:
                     "model": encoder.model_id,
                     "path": encoder.model_name,
                     "dimension": encoder.dimension,
+                    "max_length": encoder.max_length,
                     "query_precision": encoder.query_precision,
+                    # what the server applies on each side, so a client knows it never adds them itself
+                    **sides_of(encoder),
                 }
         stores = {name: {"kind": store.kind, "uri": store.uri} for name, store in self.stores.items()}
         return {"models": models, "stores": stores, "sides": ["query", "document"], "limits": asdict(self.limits)}
+
+
+def sides_of(encoder: DenseEncoder | ColBERTEncoder) -> dict[str, Any]:
+    """The prompts (dense) or prefixes and lengths (ColBERT) the server applies to each side."""
+    if isinstance(encoder, ColBERTEncoder):
+        return {
+            "query_prefix": encoder.query_prefix,
+            "document_prefix": encoder.document_prefix,
+            "query_length": encoder.query_length,
+            "document_length": encoder.document_length,
+        }
+    return {"prompts": {side.value: prompt for side, prompt in encoder.prompts.items()}}
 
 
 def create_app(

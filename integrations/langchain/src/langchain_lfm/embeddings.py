@@ -11,9 +11,8 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_lfm._common import check_model_and_kwargs
-from lfm_retrieval import LFM25_EMBEDDING, DenseEncoder, InvalidTextError, Side
+from lfm_retrieval import LFM25_EMBEDDING, DenseEncoder, InvalidTextError
 from lfm_retrieval.errors import check_query
-from lfm_retrieval.remote import ServerClient
 
 
 class LFMEmbeddings(BaseModel, Embeddings):
@@ -48,20 +47,19 @@ class LFMEmbeddings(BaseModel, Embeddings):
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other ``DenseEncoder`` arguments: ``dtype``, ``quantize="int8"``, ``max_batch_tokens``, ``chunk_size``."""
     base_url: str | None = None
-    """URL of an ``lfm-retrieval serve`` server: vectors come from it (no model is loaded here)."""
+    """URL of a server the vectors come from (no model is loaded here): ``lfm-retrieval serve``, or any
+    OpenAI-compatible ``/v1/embeddings`` (the prompts added here); ``encoder_kwargs`` may hold
+    ``api_key``, ``headers`` and ``prompts``."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     _encoder: DenseEncoder | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _client: ServerClient | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _validate_model(self) -> LFMEmbeddings:
-        if self.base_url is not None:
-            self._client = ServerClient(self.base_url)
-            return self
-        check_model_and_kwargs(self.model, DenseEncoder, self.encoder_kwargs)
+        if self.base_url is None:
+            check_model_and_kwargs(self.model, DenseEncoder, self.encoder_kwargs)
         return self
 
     @classmethod
@@ -76,13 +74,14 @@ class LFMEmbeddings(BaseModel, Embeddings):
     @property
     def encoder(self) -> DenseEncoder:
         """The underlying ``DenseEncoder`` (loads the model on first access)."""
-        if self._client is not None:
-            raise ValueError(f"this LFMEmbeddings uses the server at {self.base_url}; it has no local encoder")
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
+                    # against a server, an unnamed model is the server's own
+                    served = self.base_url is not None and "model" not in self.model_fields_set
                     self._encoder = DenseEncoder(
-                        self.model,
+                        None if served else self.model,
+                        base_url=self.base_url,
                         device=self.device,
                         batch_size=self.batch_size,
                         normalize=self.normalize,
@@ -93,8 +92,6 @@ class LFMEmbeddings(BaseModel, Embeddings):
     @property
     def dimension(self) -> int:
         """Vector length (1024 for LFM2.5-Embedding-350M)."""
-        if self._client is not None:
-            return self._client.info()["models"]["dense"]["dimension"]
         return self.encoder.dimension
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -106,27 +103,19 @@ class LFMEmbeddings(BaseModel, Embeddings):
             raise InvalidTextError(f"embed_documents takes a list of strings, not {type(texts).__name__}")
         if not texts:
             return []
-        if self._client is not None:
-            return self._client.embed(texts, Side.DOCUMENT).tolist()
         return self.encoder.encode_documents(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """The query-side vector of one text."""
-        if self._client is not None:
-            return self._client.embed([check_query(text)], Side.QUERY)[0].tolist()
         return self.encoder.encode_queries([check_query(text)])[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        """:meth:`embed_documents` in a worker thread (or over HTTP), so the event loop keeps running."""
-        if self._client is not None and isinstance(texts, list) and texts:
-            return (await self._client.aembed(texts, Side.DOCUMENT)).tolist()
+        """:meth:`embed_documents` in a worker thread, so the event loop keeps running."""
         return await asyncio.to_thread(self.embed_documents, texts)
 
     async def aembed_query(self, text: str) -> list[float]:
         """The query-side vector of one text; concurrent calls share one model call."""
         text = check_query(text)
-        if self._client is not None:
-            return (await self._client.aembed([text], Side.QUERY))[0].tolist()
         if self._encoder is None:  # loading the model blocks: not on the event loop
             await asyncio.to_thread(lambda: self.encoder)
         return (await self.encoder.aencode_queries([text]))[0].tolist()

@@ -15,7 +15,6 @@ from llama_index.core.storage.kvstore.types import DEFAULT_COLLECTION, BaseKVSto
 
 from lfm_retrieval import LFM25_EMBEDDING, DenseEncoder, InvalidTextError, Side
 from lfm_retrieval.errors import check_query
-from lfm_retrieval.remote import ServerClient
 
 # Which side the current call embeds; LlamaIndex's embeddings cache is keyed by text alone,
 # so the cache view below adds the side (and the model) to every key it stores.
@@ -87,9 +86,10 @@ class LFMEmbedding(BaseEmbedding):
     model_name: str = Field(default=LFM25_EMBEDDING, description="Folder or Hub id of the model.")
     device: str | None = Field(default=None, description="Torch device; None picks one.")
     normalize: bool = Field(default=True, description="L2-normalise vectors (cosine == dot product).")
-    base_url: str | None = Field(default=None, description="URL of an lfm-retrieval serve server to use.")
+    base_url: str | None = Field(
+        default=None, description="URL of an lfm-retrieval serve or OpenAI-compatible embeddings server to use."
+    )
     _encoder: DenseEncoder | None = PrivateAttr(default=None)
-    _client: ServerClient | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -100,20 +100,23 @@ class LFMEmbedding(BaseEmbedding):
         normalize: bool = True,
         encoder: DenseEncoder | None = None,
         base_url: str | None = None,
+        api_key: str | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
         """Load ``model_name``, or wrap an already loaded ``encoder`` (its model wins), or use
-        the ``lfm-retrieval serve`` server at ``base_url`` (no model is loaded here).
+        the server at ``base_url`` (no model is loaded here): ``lfm-retrieval serve``, or any
+        OpenAI-compatible ``/v1/embeddings`` (the model's prompts added here; ``api_key`` for hosted ones).
 
         ``embed_batch_size`` is both LlamaIndex's batch and the encoder's largest batch.
         Raises lfm_retrieval.ModelLoadError naming the model when it cannot be loaded.
         """
-        client = ServerClient(base_url) if base_url is not None else None
-        if client is not None:
+        if base_url is not None:
             if encoder is not None:
                 raise ValueError("pass either encoder= or base_url=, not both")
-            model_name = client.info()["models"]["dense"]["model"]  # the cache keys by the served model
+            served = None if model_name == LFM25_EMBEDDING else str(model_name)  # unnamed: the server's own
+            encoder = DenseEncoder(served, base_url=base_url, api_key=api_key, batch_size=embed_batch_size)
+            model_name = encoder.model_name  # the cache keys by the served model
         elif encoder is not None:
             if normalize != encoder.normalize:
                 raise ValueError(f"normalize={normalize} differs from the given encoder's ({encoder.normalize})")
@@ -129,7 +132,7 @@ class LFMEmbedding(BaseEmbedding):
             callback_manager=callback_manager,
             **kwargs,
         )
-        self._encoder, self._client = encoder, client
+        self._encoder = encoder
 
     @model_validator(mode="after")
     def _side_keyed_cache(self) -> LFMEmbedding:
@@ -149,15 +152,11 @@ class LFMEmbedding(BaseEmbedding):
     @property
     def encoder(self) -> DenseEncoder:
         """The lfm_retrieval encoder behind this embedding (share it with a retriever)."""
-        if self._encoder is None:
-            raise ValueError(f"this LFMEmbedding uses the server at {self.base_url}; it has no local encoder")
-        return self._encoder
+        return self._encoder  # type: ignore[return-value]  # set by __init__, local or remote
 
     @property
     def dimension(self) -> int:
         """Length of every vector."""
-        if self._client is not None:
-            return self._client.info()["models"]["dense"]["dimension"]
         return self.encoder.dimension
 
     # -- public query methods: mark the side for the embeddings cache ------------------------
@@ -175,13 +174,9 @@ class LFMEmbedding(BaseEmbedding):
 
     # -- the BaseEmbedding hooks ---------------------------------------------------------------
     def _get_query_embedding(self, query: str) -> Embedding:
-        if self._client is not None:
-            return self._client.embed([check_query(query)], Side.QUERY)[0].tolist()
         return self.encoder.encode_queries([check_query(query)])[0].tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
-        if self._client is not None:
-            return (await self._client.aembed([check_query(query)], Side.QUERY))[0].tolist()
         return (await self.encoder.aencode_queries([check_query(query)]))[0].tolist()
 
     def _get_text_embedding(self, text: str) -> Embedding:
@@ -194,16 +189,9 @@ class LFMEmbedding(BaseEmbedding):
         if isinstance(texts, str):
             raise InvalidTextError("texts is a single string; pass a list of strings (e.g. [text])")
         try:
-            if self._client is not None:
-                return self._client.embed(texts, Side.DOCUMENT).tolist()
             return self.encoder.encode_documents(texts).tolist()
         except InvalidTextError as exc:
             raise InvalidTextError(f"LFMEmbedding cannot embed a document: {exc}") from exc
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        if self._client is not None and isinstance(texts, list):
-            try:
-                return (await self._client.aembed(texts, Side.DOCUMENT)).tolist()
-            except InvalidTextError as exc:
-                raise InvalidTextError(f"LFMEmbedding cannot embed a document: {exc}") from exc
         return await asyncio.to_thread(self._get_text_embeddings, texts)

@@ -1,0 +1,192 @@
+"""The remote runtime against real HTTP servers on 127.0.0.1: ``lfm-retrieval serve`` (detected, the
+server applies the sides) and an OpenAI-compatible ``/v1/embeddings`` that applies NO prompt, so the
+vectors equal the in-process encoder's only if the client added each side's prompt exactly once."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+fastapi = pytest.importorskip("fastapi")
+
+from lfm_retrieval import ColBERTEncoder, DenseEncoder, ModelLoadError, Side  # noqa: E402
+from lfm_retrieval.encoders.model_thread import run_on_model_thread  # noqa: E402
+from lfm_retrieval.runtimes import runtime_kind  # noqa: E402
+from lfm_retrieval.runtimes.remote import RemoteError, RemoteUnavailableError  # noqa: E402
+from lfm_retrieval.serve import create_app  # noqa: E402
+from lfm_retrieval.testing.servers import free_port  # noqa: E402
+
+QUERIES = ["waterproof trail shoes", "Kopfhörer mit Geräuschunterdrückung", "gourde inox 750 ml"]
+DOCUMENTS = [
+    "Trail running shoes with a waterproof membrane and a grippy outsole.",
+    "Over-ear headphones, active noise cancelling, 30 hours of battery.",
+    "Une gourde en acier inoxydable de 750 ml, double paroi.",
+    "Short.",
+]
+API_KEY = "test-key"
+
+
+class Server:
+    """uvicorn in a thread on a socket bound to 127.0.0.1:0; stopped by :meth:`stop`."""
+
+    def __init__(self, app: object) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)
+        self.socket.close()
+
+
+def openai_app(reference: DenseEncoder, dimension: int | None = None) -> object:
+    """An OpenAI-compatible embeddings server over the torch model, with no prompt of its own
+    (plain ``SentenceTransformer.encode``), that wants ``Authorization: Bearer API_KEY``."""
+    app = fastapi.FastAPI()
+    model = reference.model
+
+    @app.post("/v1/embeddings")
+    def embeddings(body: dict, authorization: str | None = fastapi.Header(default=None)) -> object:
+        if authorization != f"Bearer {API_KEY}":
+            return fastapi.responses.JSONResponse({"error": {"message": "invalid api key"}}, status_code=401)
+        texts = body["input"]
+        assert "input_type" not in body and "prompt_name" not in body, "OpenAI's API has no side"
+        vectors = run_on_model_thread(model.encode, texts, batch_size=1, normalize_embeddings=True)
+        vectors = np.asarray(vectors, np.float32)[:, :dimension] if dimension else vectors
+        data = [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
+        return {"object": "list", "data": data, "model": body["model"]}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def reference(dense_path: Path, colbert_path: Path) -> tuple[DenseEncoder, ColBERTEncoder]:
+    return DenseEncoder(str(dense_path), device="cpu"), ColBERTEncoder(str(colbert_path), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def serve_url(reference: tuple[DenseEncoder, ColBERTEncoder]) -> Iterator[str]:
+    server = Server(create_app(*reference))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def openai_url(reference: tuple[DenseEncoder, ColBERTEncoder]) -> Iterator[str]:
+    server = Server(openai_app(reference[0]))
+    yield server.url
+    server.stop()
+
+
+def test_dense_over_lfm_retrieval_serve_equals_the_torch_runtime(reference, serve_url, dense_path) -> None:
+    dense = reference[0]
+    for model in (None, str(dense_path)):
+        remote = DenseEncoder(model, base_url=serve_url)
+        assert remote.runtime.server == "lfm-retrieval serve"
+        assert remote.model_id == dense.model_id and remote.dimension == dense.dimension
+        assert remote.prompts == dense.prompts, "the server's prompts, for fingerprints (applied by the server)"
+        np.testing.assert_allclose(remote.encode_queries(QUERIES), dense.encode_queries(QUERIES), atol=1e-6)
+        np.testing.assert_allclose(remote.encode_documents(DOCUMENTS), dense.encode_documents(DOCUMENTS), atol=1e-6)
+
+
+def test_colbert_over_lfm_retrieval_serve_equals_the_torch_runtime(reference, serve_url) -> None:
+    colbert = reference[1]
+    remote = ColBERTEncoder(base_url=serve_url)
+    assert (remote.query_length, remote.document_prefix) == (colbert.query_length, colbert.document_prefix)
+    for got, expected in zip(remote.encode_queries(QUERIES), colbert.encode_queries(QUERIES), strict=True):
+        assert got.shape == expected.shape == (colbert.query_length, colbert.dimension)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    for got, expected in zip(remote.encode_documents(DOCUMENTS), colbert.encode_documents(DOCUMENTS), strict=True):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_openai_compatible_server_gets_each_prompt_once_from_the_client(reference, openai_url, dense_path) -> None:
+    dense = reference[0]
+    remote = DenseEncoder(str(dense_path), base_url=openai_url, api_key=API_KEY)
+    assert remote.runtime.server == "openai" and remote.dimension == dense.dimension
+    queries, documents = remote.encode_queries(QUERIES), remote.encode_documents(DOCUMENTS)
+    np.testing.assert_allclose(queries, dense.encode_queries(QUERIES), atol=1e-5)
+    np.testing.assert_allclose(documents, dense.encode_documents(DOCUMENTS), atol=1e-5)
+    same_text = remote.encode_documents(QUERIES)
+    assert np.max(np.abs(same_text - queries)) > 1e-3, "the two sides differ: a prompt was applied"
+    # prompts="server": the client sends raw text (for a server that adds the prompt itself); this
+    # server adds none, so the vectors are the prompt-less ones, and no longer the query side's
+    raw = DenseEncoder(str(dense_path), base_url=openai_url, api_key=API_KEY, prompts="server")
+    plain = run_on_model_thread(dense.model.encode, QUERIES, batch_size=1, normalize_embeddings=True)
+    np.testing.assert_allclose(raw.encode_queries(QUERIES), plain, atol=1e-5)
+    # prompts given explicitly override the model's
+    swapped = {"query": dense.prompts["document"], "document": dense.prompts["query"]}
+    crossed = DenseEncoder(str(dense_path), base_url=openai_url, api_key=API_KEY, prompts=swapped)
+    np.testing.assert_allclose(crossed.encode_queries(QUERIES), same_text, atol=1e-5)
+
+
+def test_a_server_of_another_width_is_refused_in_one_line(reference, openai_url) -> None:
+    # LFM2.5-Embedding-350M's vectors are 1024-d; the test model behind this server is narrower
+    with pytest.raises(RemoteError, match=r"gives \d+-d vectors, but LFM2.5-Embedding-350M has 1024") as caught:
+        DenseEncoder("LiquidAI/LFM2.5-Embedding-350M", base_url=openai_url, api_key=API_KEY)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_server_that_changes_width_mid_run_is_refused(reference, dense_path) -> None:
+    server = Server(openai_app(reference[0]))
+    try:
+        remote = DenseEncoder(str(dense_path), base_url=server.url, api_key=API_KEY)
+    finally:
+        server.stop()
+    narrower = Server(openai_app(reference[0], dimension=8))
+    try:
+        remote.runtime.endpoint._client.base_url = narrower.url  # the same client, now another model behind it
+        with pytest.raises(RemoteError, match=f"answered 8-d vectors; this model's have {remote.dimension}"):
+            remote.encode_documents(DOCUMENTS)
+    finally:
+        narrower.stop()
+
+
+def test_http_errors_and_unreachable_servers_are_one_clear_line(reference, openai_url, serve_url, dense_path) -> None:
+    with pytest.raises(RemoteError, match="answered 401: invalid api key") as caught:
+        DenseEncoder(str(dense_path), base_url=openai_url)  # no api_key
+    assert caught.value.status == 401 and "\n" not in str(caught.value)
+    port = free_port()
+    with pytest.raises(RemoteUnavailableError, match=f"cannot reach the server at http://127.0.0.1:{port}") as down:
+        DenseEncoder(str(dense_path), base_url=f"http://127.0.0.1:{port}")
+    assert "\n" not in str(down.value)
+    with pytest.raises(RemoteError, match="is not an lfm-retrieval server"):
+        ColBERTEncoder(base_url=openai_url, api_key=API_KEY)
+    with pytest.raises(ModelLoadError, match=r"serves 'lfm25-embedding\d*', not 'other-model'"):
+        DenseEncoder("org/other-model", base_url=serve_url)
+    with pytest.raises(ValueError, match="base_url must start with http"):
+        DenseEncoder(str(dense_path), base_url="127.0.0.1:8000")
+    remote = DenseEncoder(base_url=serve_url)
+    with pytest.raises(RemoteError, match="answered 422: inputs\\[0\\] is empty"):
+        remote.runtime.encode_batch([" "], Side.QUERY)  # past the encoder's own check
+
+
+def test_the_runtime_follows_the_arguments() -> None:
+    assert runtime_kind("org/model", "auto", None) == "torch"
+    assert runtime_kind("./m.Q8_0.gguf", "auto", None) == "gguf"
+    assert runtime_kind("org/model", "auto", "http://127.0.0.1:1") == "remote"
+    with pytest.raises(ValueError, match="contradicts it"):
+        runtime_kind("org/model", "torch", "http://127.0.0.1:1")
+    with pytest.raises(ValueError, match="needs base_url"):
+        runtime_kind("org/model", "remote", None)
+    with pytest.raises(ValueError, match="is a GGUF file"):
+        runtime_kind("m.gguf", "torch", None)
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        runtime_kind("org/model", "onnx", None)
