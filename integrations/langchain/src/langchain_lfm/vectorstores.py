@@ -370,7 +370,7 @@ class LFMVectorStore(VectorStore):
         if self._dense_model_name is None:
             embedding = self.embedding
             if isinstance(embedding, LFMEmbeddings):
-                name = embedding.encoder.model_id if embedding.base_url is None else _served_model(embedding)
+                name = embedding.encoder.model_id
             else:
                 model = getattr(embedding, "model", None) or getattr(embedding, "model_name", None)
                 name = type(embedding).__name__ + (f":{model}" if isinstance(model, str) and model else "")
@@ -521,11 +521,6 @@ def _delete_keys(ids: list[str] | None) -> list[str]:
 def _no_options(method: str, kwargs: dict[str, Any]) -> None:
     if kwargs:
         raise TypeError(f"LFMVectorStore.{method} got unexpected arguments {sorted(kwargs)}")
-
-
-def _served_model(embedding: LFMEmbeddings) -> str:
-    """The dense model an ``lfm-retrieval serve`` server reports."""
-    return embedding._client.info()["models"]["dense"]["model"]
 
 
 def _mmr(
