@@ -76,13 +76,19 @@ def test_top_10_equals_search_text(fill_store, minilm_dense, minilm_colbert, kin
         assert [d.id for d in vectorstore.as_retriever(search_kwargs={"k": 10}).invoke(query)] == [h.key for h in hits]
 
 
-def test_hybrid_written_through_langchain_equals_search_text(catalog, minilm_dense, minilm_colbert) -> None:
+@pytest.mark.parametrize("backend", ["memory", "qdrant-edge"])
+def test_hybrid_written_through_langchain_equals_search_text(
+    catalog, minilm_dense, minilm_colbert, backend, tmp_path: Path
+) -> None:
+    if backend == "qdrant-edge":
+        pytest.importorskip("qdrant_edge")
+    uri = memory_uri() if backend == "memory" else f"qdrant+edge://{tmp_path}/hybrid"
     vectorstore = LFMVectorStore.from_texts(
         [row["text"] for row in catalog],
         LFMEmbeddings.from_encoder(minilm_dense),
         [{"sku": row["sku"], "category": row["category"], "price": row["price"]} for row in catalog],
         ids=[row["key"] for row in catalog],
-        store=memory_uri(),
+        store=uri,
         kind="hybrid",
         colbert=minilm_colbert,
     )
@@ -96,6 +102,7 @@ def test_hybrid_written_through_langchain_equals_search_text(catalog, minilm_den
     )
     for row, tokens in zip(catalog[:3], minilm_colbert.encode_documents(texts), strict=True):
         np.testing.assert_allclose(records[row["key"]]["tokens"], tokens, atol=1e-6)
+    vectorstore.close()
 
 
 def test_lfm_embeddings_sides(catalog, dense) -> None:
