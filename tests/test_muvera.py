@@ -86,3 +86,19 @@ def test_muvera_top_100_holds_exact_maxsim_top_10() -> None:
     ]
     print(f"MUVERA recall of exact MaxSim top-10 within top-100 of 600: {np.mean(recalls):.3f}")
     assert np.mean(recalls) >= 0.9
+
+
+def test_batched_encodings_equal_fastembeds_one_at_a_time() -> None:
+    from fastembed.postprocess import Muvera as FastEmbedMuvera
+
+    rng = np.random.default_rng(5)
+    texts = [rng.normal(size=(n, WIDTH)).astype(np.float32) for n in (1, 2, 3, 9, 40, 150)]
+    for settings in ({}, {"k_sim": 4, "dim_proj": 8, "r_reps": 3, "seed": 9}, {"dim_proj": WIDTH}):
+        ours = Muvera(WIDTH, **settings)
+        theirs = FastEmbedMuvera(WIDTH, ours.k_sim, ours.dim_proj, ours.r_reps, ours.seed)
+        np.testing.assert_allclose(
+            ours.encode_documents(texts), [theirs.process_document(t) for t in texts], rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            ours.encode_queries(texts), [theirs.process_query(t) for t in texts], rtol=1e-5, atol=1e-6
+        )

@@ -25,6 +25,8 @@ DEFAULT_R_REPS = 20
 DEFAULT_SEED = 42
 
 _CONFIG_KEYS = ("dim", "k_sim", "dim_proj", "r_reps", "seed")
+#: Texts encoded together (bounds the (texts, clusters, dim) working arrays).
+_BATCH = 64
 
 
 def _fastembed_muvera() -> Any:
@@ -38,7 +40,7 @@ def _fastembed_muvera() -> Any:
 
 
 class Muvera:
-    """MUVERA fixed-dimensional encodings of multivectors (arXiv 2405.19504), via ``fastembed.postprocess.Muvera``.
+    """MUVERA fixed-dimensional encodings of multivectors (arXiv 2405.19504), as ``fastembed.postprocess.Muvera``.
 
     ``dim`` is the width of one token vector; the encoding has ``embedding_size =
     r_reps * 2**k_sim * dim_proj`` dimensions. Two instances with the same :meth:`config`
@@ -72,14 +74,14 @@ class Muvera:
 
     def encode_documents(self, token_vectors: Sequence[np.ndarray]) -> np.ndarray:
         """One encoding per document (tokens averaged per cluster, empty clusters filled): ``(n, embedding_size)``."""
-        return self._encode(token_vectors, self._encoder.process_document, "document")
+        return self._encode(token_vectors, "document")
 
     def encode_queries(self, token_vectors: Sequence[np.ndarray]) -> np.ndarray:
         """One encoding per query (tokens summed per cluster): ``(n, embedding_size)`` float32."""
-        return self._encode(token_vectors, self._encoder.process_query, "query")
+        return self._encode(token_vectors, "query")
 
-    def _encode(self, token_vectors: Sequence[np.ndarray], process: Any, side: str) -> np.ndarray:
-        out = np.empty((len(token_vectors), self.embedding_size), dtype=np.float32)
+    def _encode(self, token_vectors: Sequence[np.ndarray], side: str) -> np.ndarray:
+        arrays = []
         for i, tokens in enumerate(token_vectors):
             array = np.asarray(tokens, dtype=np.float32)
             if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] != self.dim:
@@ -89,8 +91,49 @@ class Muvera:
                 )
             if not np.isfinite(array).all():
                 raise ValueError(f"{side} {i}: token vectors contain NaN or infinity")
-            out[i] = process(array)
+            arrays.append(array)
+        out = np.empty((len(arrays), self.embedding_size), dtype=np.float32)
+        for start in range(0, len(arrays), _BATCH):
+            out[start : start + _BATCH] = self._batch(arrays[start : start + _BATCH], document=side == "document")
         return out
+
+    def _batch(self, arrays: list[np.ndarray], *, document: bool) -> np.ndarray:
+        """FastEmbed's ``process_document`` / ``process_query`` for many texts at once.
+
+        FastEmbed encodes one text at a time in a Python loop over its tokens (~5 ms a document
+        here); this computes the same numbers (tested equal) with FastEmbed's own random
+        hyperplanes and projections, for a padded batch of texts with one matrix product per
+        repetition: the first stage's cost at ingest becomes BLAS's.
+        """
+        encoder, parts, n = self._encoder, 2**self.k_sim, len(arrays)
+        lengths = np.array([len(a) for a in arrays])
+        padded = np.zeros((n, int(lengths.max()), self.dim))  # float64: FastEmbed sums in float64
+        real = np.arange(padded.shape[1])[None, :] < lengths[:, None]
+        padded[real] = np.concatenate(arrays)
+        bits = 1 << np.arange(self.k_sim)
+        # Hamming distance between cluster ids: popcount of their XOR.
+        hamming = encoder._cluster_id_popcounts[np.arange(parts)[:, None] ^ np.arange(parts)[None, :]]
+        blocks = []
+        for rep, simhash in enumerate(encoder.simhash_projections):
+            cluster = ((padded @ simhash.simhash_vectors) > 0) @ bits  # (texts, tokens)
+            members = (cluster[:, :, None] == np.arange(parts)) & real[:, :, None]  # (texts, tokens, clusters)
+            centers = members.transpose(0, 2, 1).astype(np.float64) @ padded  # per-cluster sums: one batched matmul
+            if document:
+                counts = members.sum(axis=1)
+                filled = counts > 0
+                centers[filled] /= counts[filled][:, None]
+                first = members.argmax(axis=1)  # each cluster's first token
+                # per empty cluster: the nearest occupied one (lowest id on ties), and its first token
+                distance = np.where(filled[:, None, :], hamming[None, :, :], np.iinfo(np.int64).max)
+                nearest = distance.argmin(axis=2)
+                texts = np.arange(n)[:, None]
+                source = first[texts, nearest]
+                empty = ~filled
+                centers[empty] = padded[np.broadcast_to(texts, empty.shape)[empty], source[empty]]
+            if self.dim_proj < self.dim:
+                centers = (1 / np.sqrt(self.dim_proj)) * (centers @ encoder.dim_reduction_projections[rep])
+            blocks.append(centers.reshape(n, -1))
+        return np.concatenate(blocks, axis=1)
 
     def config(self) -> dict[str, int]:
         """The settings to record with a collection; :meth:`from_config` rebuilds the same encoding."""
