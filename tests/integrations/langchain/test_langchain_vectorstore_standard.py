@@ -1,5 +1,6 @@
 """langchain-tests' VectorStoreIntegrationTests (sync and async) for LFMVectorStore with the
-harness's own embeddings, on memory, Qdrant's engine in-process, live pgvector and Milvus Lite."""
+harness's own embeddings, on memory, Qdrant's engine in-process, live pgvector and Milvus Lite;
+and for the hybrid and multivector kinds with the MiniLM ColBERT stand-in."""
 
 from __future__ import annotations
 
@@ -66,3 +67,27 @@ class TestMilvusLiteVectorStore(_Standard):
 
     def uri(self, request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"milvus+lite://{tmp_path}/lite.db/{_name()}"
+
+
+class TestMemoryHybridVectorStore(_Standard):
+    """The hybrid kind under the same suite: the harness's embeddings for the dense prefetch and
+    the MiniLM ColBERT stand-in for the MaxSim order."""
+
+    @pytest.fixture
+    def vectorstore(self, minilm_colbert) -> Iterator[LFMVectorStore]:
+        vectorstore = LFMVectorStore(
+            f"memory://{_name()}", embedding=self.get_embeddings(), colbert=minilm_colbert, kind="hybrid"
+        )
+        yield vectorstore
+        vectorstore.close()
+
+
+class TestQdrantEdgeMultivectorVectorStore(_Standard):
+    """The multivector kind (ColBERT MaxSim only) on Qdrant's engine."""
+
+    @pytest.fixture
+    def vectorstore(self, minilm_colbert, tmp_path: Path) -> Iterator[LFMVectorStore]:
+        pytest.importorskip("qdrant_edge")
+        vectorstore = LFMVectorStore(f"qdrant+edge://{tmp_path}/{_name()}", colbert=minilm_colbert, kind="multivector")
+        yield vectorstore
+        vectorstore.close()
