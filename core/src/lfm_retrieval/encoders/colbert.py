@@ -65,22 +65,31 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         timeout: float = 60.0,
     ) -> None:
         from lfm_retrieval.runtimes.choose import multivector_runtime
+        from lfm_retrieval.runtimes.spec import EncoderSpec
 
-        chosen = multivector_runtime(
-            model,
-            runtime=runtime,
-            backend=backend,
-            device=device,
-            dtype=dtype,
-            quantize=quantize,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            max_padding=max_padding,
-            base_url=base_url,
-            api_key=api_key,
-            headers=headers,
-            timeout=timeout,
-        )
+        #: what this encoder is, serialisable (None over a runtime object): rebuilds it elsewhere (Ray actors)
+        self.spec: EncoderSpec | None = None
+        if isinstance(runtime, str):
+            self.spec = EncoderSpec(
+                "colbert",
+                model,
+                runtime,
+                backend=backend,
+                device=device,
+                dtype=dtype,
+                quantize=quantize,
+                batch_size=batch_size,
+                max_batch_tokens=max_batch_tokens,
+                max_padding=max_padding,
+                base_url=base_url,
+                api_key=api_key,
+                headers=headers,
+                timeout=timeout,
+                chunk_size=chunk_size,
+            )
+            chosen = multivector_runtime(self.spec.model, **self.spec.runtime_kwargs())
+        else:
+            chosen = runtime
         super().__init__(chosen, batch_size, max_batch_tokens, chunk_size, max_padding)
 
     def encode_queries(self, texts: Iterable[str]) -> list[np.ndarray]:

@@ -209,6 +209,3 @@ def choose_batch_size(model: torch.nn.Module, requested: int | None) -> int:
 def choose_max_batch_tokens(model: torch.nn.Module, requested: int | None) -> int:
     """``requested``, or the default for the device ``model`` sits on (:data:`BATCH_TOKENS`)."""
     return per_device(model, requested, BATCH_TOKENS)
-
-
-from lfm_retrieval.runtimes.precision import is_int8  # noqa: E402, F401  (moved: the Ray engine's import, until it builds from a spec)

@@ -34,8 +34,6 @@ from lfm_retrieval.catalog.prepare import duplicate
 from lfm_retrieval.catalog.sources import file_format
 from lfm_retrieval.catalog.summary import Summary, position_order
 from lfm_retrieval.catalog.targets import vector_field
-from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.encoders.loading import is_int8
 from lfm_retrieval.errors import BadRecordError, LFMRetrievalError
 
 if TYPE_CHECKING:
@@ -231,23 +229,24 @@ class RayEngine:
         return share
 
     def _recipe(self, encoder: Any) -> Any:
+        """How an actor builds its copy of ``encoder``: the driver's spec, on the actors' device, with
+        the driver's document precision and no query copy (actors encode documents only)."""
         from lfm_retrieval.catalog.engines.ray_stages import Recipe
 
+        spec = encoder.spec
+        if spec is None:
+            raise ValueError(
+                f"{type(encoder).__name__} over a runtime object has no spec the Ray actors could rebuild it from; "
+                "build it from its arguments (or an EncoderSpec)"
+            )
         device = "cuda" if self.gpus_per_worker > 0 else "cpu"
-        kwargs: dict[str, Any] = {
+        changes: dict[str, Any] = {
             "device": device,
             "batch_size": encoder.batch_size,
             "max_batch_tokens": encoder.max_batch_tokens,
-            "chunk_size": encoder.chunk_size,
-            # actors encode documents only: the driver's document precision, and no query copy
-            "quantize": "int8" if device == "cpu" and is_int8(encoder.model) else None,
-            "dtype": None if is_int8(encoder.model) else next(encoder.model.parameters()).dtype,
+            "quantize": "int8" if device == "cpu" and spec.quantize == "int8" else None,
         }
-        if isinstance(encoder, DenseEncoder):
-            kwargs["normalize"] = encoder.normalize
-        elif isinstance(encoder, ColBERTEncoder):
-            kwargs["backend"] = encoder.backend
-        return Recipe(type(encoder), encoder.model_name, kwargs | self.encoder_options)
+        return Recipe(type(encoder), spec.replace(**{**changes, **self.encoder_options}))
 
 
 def _pieces(source: Source) -> list[Any]:

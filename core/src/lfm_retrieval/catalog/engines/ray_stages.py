@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from lfm_retrieval.catalog.sources import SourceRow, item_row, read_file
 from lfm_retrieval.catalog.summary import Summary
 from lfm_retrieval.catalog.targets import write
 from lfm_retrieval.errors import BadRecordError, LFMRetrievalError, StoreUnavailableError
+from lfm_retrieval.runtimes.spec import EncoderSpec
 from lfm_retrieval.stores import Record, Store, open_store
 
 
@@ -207,14 +208,13 @@ class Diff:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How an actor builds an encoder: its class, model and keyword arguments."""
+    """How an actor builds an encoder: its class and its :class:`~lfm_retrieval.runtimes.spec.EncoderSpec`."""
 
     cls: type
-    model: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    spec: EncoderSpec
 
     def build(self) -> Any:
-        return self.cls(self.model, **self.kwargs)
+        return self.spec.build(self.cls)
 
 
 class Encode:
