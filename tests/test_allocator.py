@@ -2,9 +2,9 @@
 tensors no longer page-faults in fresh memory (counted by the kernel, not timed).
 
 glibc's own behaviour with its defaults depends on what else sits on the heap (a small object
-above a freed block keeps it from being trimmed), so the gain is measured, not asserted: README,
-"Freed memory is reused on CPU" (1,024-token batches of the 350M model made 2.6 million faults
-per 12,800 tokens under the defaults). Here only the settings' own effect is asserted.
+above a freed block keeps it from being trimmed), so the gain is measured, not asserted:
+docs/benchmarks.md (1,024-token batches of the 350M model made 2.6 million faults per 12,800 tokens
+under the defaults). Here only the settings' own effect is asserted.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ Int8 = Annotated[
     typer.Option(
         "--int8",
         help="int8 Linear layers on the CPU for documents too (faster, ~0.997 cosine to fp32); "
-        "without it, large models' queries on the CPU are int8 where they agree (README, 'Queries on CPU')",
+        "without it, large models' queries on the CPU are int8 where they agree (docs/runtimes/precision.md)",
     ),
 ]
 MODE_HELP = (

@@ -3,10 +3,9 @@
 torch allocates every CPU tensor with ``malloc`` and frees it as soon as it is dead. glibc gives
 large freed blocks straight back to the kernel (``mmap``'d blocks, and the heap's top beyond its
 trim threshold), so the next layer's tensor of the same size lands on fresh pages, each one a
-page fault that zero-fills 4 KiB. On 1,024-token batches of the 350M model that was 2.6 million
-faults (10 GiB zero-filled) per 12,800 tokens, and int8 encoded at 680-710 tok/s; with the two
-thresholds below, under 0.1 million faults and 900-956 tok/s (float32: 263 -> 274 tok/s). PyTorch's
-CPU tuning guide gets the same effect by preloading jemalloc or tcmalloc; this needs no preload.
+page fault that zero-fills 4 KiB: millions of faults per pass over a catalog, which the two
+thresholds below take to almost none (figures: docs/benchmarks.md). PyTorch's CPU tuning guide gets
+the same effect by preloading jemalloc or tcmalloc; this needs no preload.
 Written by hand because no library sets it: it is two ``mallopt`` calls through ``ctypes``.
 """
 

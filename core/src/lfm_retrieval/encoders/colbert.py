@@ -31,7 +31,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
 
     ``backend="auto"`` (torch) uses PyLate when it is installed and sentence-transformers'
     ``MultiVectorEncoder`` (sentence-transformers >= 6) otherwise; both give the same
-    vectors because padded positions are inert (see ``max_padding`` in the README).
+    vectors because padded positions are inert (docs/design.md, "Why pads are zeroed").
     """
 
     runtime_attributes = (

@@ -142,21 +142,16 @@ def check_backbone(model: torch.nn.Module, name: str) -> bool:
     return True
 
 
-# Default largest fraction of pad tokens in a batch, per device type, when pads are inert (see
-# README, "Batching"). The project's LFM2 leaves pads out of its token-wise layers, so on a CPU a
-# pad costs only attention's (batch x seq^2) work: 2 cores, real-size model, 3 alternating rounds,
-# 32 mixed-length queries: 0.2 3.51 s (3 calls), 0.5 3.13 s (1 call), 1.0 2.96 s; 64 catalog-mix
-# documents: 0.2 200 tok/s, 0.5 190, 1.0 170. 0.5 takes the queries' gain for no clear document loss.
+# Default largest fraction of pad tokens in a batch, per device type, when pads are inert. The
+# project's LFM2 leaves pads out of its token-wise layers, so on a CPU a pad costs only attention's
+# work: 0.5 lets concurrent queries of mixed lengths share a call at no clear cost for documents.
 MAX_PADDING = {"cpu": 0.5, "cuda": 1.0}
 # Default texts per batch, per device type (a batch also stays under ``max_batch_tokens``): on a GPU
-# large batches spread the per-call launch and Python costs (an H200 in bf16, 4,096 catalog texts:
-# 512 ran 1.18x faster than 32, benchmarks/gpu/run.sh); the CPU keeps sentence-transformers' 32.
+# large batches spread the per-call launch and Python costs; the CPU keeps sentence-transformers' 32.
 BATCH_SIZE = {"cpu": 32, "cuda": 512}
 # Default most tokens per batch (once padded), per device type. On a CPU the activations of a
 # large batch leave the cache, and every elementwise pass (norms, residuals, int8's quantising and
-# rescaling) then runs at memory speed: 2 cores of an AMD EPYC (Zen 4, AVX-512 VNNI), real-size
-# model, 96 catalog-mix texts (12,814 tokens): int8 317 tok/s at 16,384, 522 at 8,192, 764 at
-# 2,048, 885-908 at 1,024, 873 at 768; float32 210-247 tok/s at 8,192-16,384, 243-274 at 1,024-4,096.
+# rescaling) then runs at memory speed. The measurements behind all three: docs/benchmarks.md.
 BATCH_TOKENS = {"cpu": 1024, "cuda": 16384}
 
 

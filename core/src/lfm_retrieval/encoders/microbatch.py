@@ -68,7 +68,7 @@ class MicroBatcher(Generic[Vector]):
     as soon as the last one is answered (a client pool, a web app's workers) then come back
     into one batch, instead of the first of them running alone while the rest queue behind
     it. A lone caller never waits. Off by default (``load_wait=0``): on a 2-core CPU it gave
-    fewer model calls but no measured throughput gain (README, Benchmarks); try 0.1 where
+    fewer model calls but no measured throughput gain (docs/benchmarks.md); try 0.1 where
     a model call costs little more for a larger batch (a GPU).
 
     Each caller's texts are checked by ``validate`` before they are queued, so a bad input

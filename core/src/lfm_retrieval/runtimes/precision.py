@@ -23,7 +23,7 @@ from lfm_retrieval.int8 import Int8Linear, quantize_linear_layers
 Quantize = Literal["int8", "queries", "auto"] | None
 QUANTIZE_CHOICES = (None, "int8", "queries", "auto")
 # "auto" gives queries a reduced-precision copy on CPU for models with at least this many Linear weights:
-# measured in benchmarks/encoder/query_latency.py (README, "Queries on CPU"), where int8 pays for a 350M
+# measured in benchmarks/encoder/query_latency.py (docs/runtimes/precision.md), where int8 pays for a 350M
 # model and changes nothing that matters for MiniLM-size models, whose time is not in their matmuls.
 QUERY_COPY_MIN_LINEAR_WEIGHTS = 100_000_000
 # ... and keeps a copy only when it agrees with float32 on real text (mean cosine).
