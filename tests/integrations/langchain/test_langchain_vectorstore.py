@@ -253,10 +253,16 @@ def test_async_forms(minilm_dense) -> None:
 
 
 def test_construction_errors(minilm_colbert, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="needs an embedding"):
+    with pytest.raises(ValueError, match="needs an embedding="):
         LFMVectorStore(memory_uri())
-    with pytest.raises(ValueError, match="needs an embedding and a colbert encoder"):
-        LFMVectorStore(memory_uri(), kind="hybrid")
+    with pytest.raises(ValueError, match=r"hybrid LFMVectorStore .* needs a colbert="):
+        LFMVectorStore(memory_uri(), DeterministicFakeEmbedding(size=6), kind="hybrid")
+    with pytest.raises(ValueError, match=r"dense LFMVectorStore .* takes no colbert="):
+        LFMVectorStore(memory_uri(), DeterministicFakeEmbedding(size=6), colbert=minilm_colbert)
+    with pytest.raises(ValueError, match=r"multivector LFMVectorStore .* takes no embedding="):
+        LFMVectorStore(memory_uri(), DeterministicFakeEmbedding(size=6), colbert=minilm_colbert, kind="multivector")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        LFMVectorStore(memory_uri(), DeterministicFakeEmbedding(size=6), kind="sparse")
     with pytest.raises(ValueError, match="kind='hybrid'"):
         LFMVectorStore(open_store(memory_uri()), DeterministicFakeEmbedding(size=6), kind="hybrid")
     with pytest.raises(TypeError, match="store="):

@@ -68,34 +68,40 @@ class LFMVectorStore(VectorStore):
     ) -> None:
         """Open ``store`` (a URI is opened with ``kind``, default ``"dense"``; a store
         object must be of ``kind`` when given) and check that the encoders it needs are given."""
-        if isinstance(store, str):
-            store = open_store(store, kind=kind or "dense")
-            self._owns_store = True
-        elif isinstance(store, Store):
+        if isinstance(store, Store):
             if kind is not None and kind != store.kind:
                 raise ValueError(f"kind={kind!r} but {store.uri!r} is opened as a {store.kind} store")
-            self._owns_store = False
+            kind, where = store.kind, store.uri
+        elif isinstance(store, str):
+            kind, where = kind or "dense", store
         else:
             raise TypeError(f"store must be a store URI or a lfm_retrieval Store, not {type(store).__name__}")
-        if isinstance(colbert, str):
-            colbert = ColBERTEncoder(colbert)
-        if colbert is not None and not isinstance(colbert, ColBERTEncoder):
-            raise TypeError(f"colbert must be a ColBERTEncoder or a model name, not {type(colbert).__name__}")
+        if kind not in NEEDS:
+            raise ValueError(f"kind must be one of {', '.join(NEEDS)}, not {kind!r}")
         if embedding is not None and not isinstance(embedding, Embeddings):
             raise TypeError(f"embedding must be a LangChain Embeddings, not {type(embedding).__name__}")
-        given = {"dense": embedding, "colbert": colbert}
-        missing = [
-            f"{'an embedding' if n == 'dense' else 'a colbert encoder'}" for n in NEEDS[store.kind] if not given[n]
-        ]
-        if missing:
-            raise ValueError(f"a {store.kind} LFMVectorStore ({store.uri!r}) needs {' and '.join(missing)}")
+        if colbert is not None and not isinstance(colbert, ColBERTEncoder | str):
+            raise TypeError(f"colbert must be a ColBERTEncoder or a model name, not {type(colbert).__name__}")
+        for name, given, article, noun in (
+            ("dense", embedding, "an", "embedding"),
+            ("colbert", colbert, "a", "colbert"),
+        ):
+            if given is None and name in NEEDS[kind]:
+                raise ValueError(f"a {kind} LFMVectorStore ({where!r}) needs {article} {noun}=")
+            if given is not None and name not in NEEDS[kind]:
+                raise ValueError(f"a {kind} LFMVectorStore ({where!r}) takes no {noun}= (see kind=)")
         if not isinstance(text_field, str) or not text_field:
             raise ValueError(f"text_field must be a non-empty string, not {text_field!r}")
         if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
             raise ValueError(f"prefetch must be a positive int, not {prefetch!r}")
+        self._owns_store = isinstance(store, str)
+        if isinstance(store, str):
+            store = open_store(store, kind=kind)
+        if isinstance(colbert, str):
+            colbert = ColBERTEncoder(colbert)
         self.store = store
-        self.embedding = embedding if "dense" in NEEDS[store.kind] else None
-        self.colbert = colbert if "colbert" in NEEDS[store.kind] else None
+        self.embedding = embedding
+        self.colbert = colbert
         self.text_field = text_field
         self.prefetch = prefetch
         self._dense_model_name: str | None = None
