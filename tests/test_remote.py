@@ -4,6 +4,7 @@ vectors equal the in-process encoder's only if the client added each side's prom
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -190,3 +191,26 @@ def test_the_runtime_follows_the_arguments() -> None:
         runtime_kind("m.gguf", "torch", None)
     with pytest.raises(ValueError, match="runtime must be one of"):
         runtime_kind("org/model", "onnx", None)
+
+
+def test_cli_index_and_search_over_a_server_give_the_torch_runtimes_top_10(serve_url, dense_path, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from lfm_retrieval.cli import app
+    from lfm_retrieval.data import SAMPLE_CATALOG
+
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(Path(SAMPLE_CATALOG).read_text(encoding="utf-8").splitlines(True)[:60]), "utf-8")
+    runner, results = CliRunner(), {}
+    for name, where in (("remote", ["--base-url", serve_url]), ("torch", ["--model", str(dense_path)])):
+        store = f"qdrant+local://{tmp_path}/{name}/products"
+        indexed = runner.invoke(app, ["index", str(catalog), "--store", store, *where])
+        assert indexed.exit_code == 0, indexed.output
+        found = runner.invoke(app, ["search", "waterproof shoes", "--store", store, "--json", *where])
+        assert found.exit_code == 0, found.output
+        results[name] = json.loads(found.stdout)
+    assert [hit["key"] for hit in results["remote"]] == [hit["key"] for hit in results["torch"]]
+    assert len(results["torch"]) == 10
+    np.testing.assert_allclose(
+        [hit["score"] for hit in results["remote"]], [hit["score"] for hit in results["torch"]], atol=1e-5
+    )

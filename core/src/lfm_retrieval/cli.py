@@ -12,9 +12,10 @@ import typer
 
 from lfm_retrieval.catalog import CatalogJob
 from lfm_retrieval.data import SAMPLE_CATALOG, SAMPLE_QRELS, SAMPLE_QUERIES
-from lfm_retrieval.encoders import LFM25_COLBERT, LFM25_EMBEDDING, ColBERTEncoder, DenseEncoder
+from lfm_retrieval.encoders import LFM25_COLBERT, LFM25_EMBEDDING, DenseEncoder
 from lfm_retrieval.errors import LFMRetrievalError
 from lfm_retrieval.evaluation import load_qrels, load_queries, ndcg_at_k, recall_at_k
+from lfm_retrieval.runtimes.spec import EncoderSpec
 from lfm_retrieval.search import search_text
 from lfm_retrieval.stores import Store as AnyStore
 from lfm_retrieval.stores import default_store_uri, open_store
@@ -50,6 +51,14 @@ Mode = Annotated[str, typer.Option("--mode", help=MODE_HELP)]
 ColBERTModel = Annotated[
     str, typer.Option("--colbert", help="ColBERT model for --mode colbert/hybrid (LFM2.5-ColBERT-350M by default)")
 ]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="Run the models on a server instead: lfm-retrieval serve, or (dense) any OpenAI-compatible "
+        "/v1/embeddings, the model's prompts added here; --model then names the server's model",
+    ),
+]
 Prefetch = Annotated[int, typer.Option(help="Hybrid: dense candidates reranked with MaxSim")]
 MODES = ("dense", "colbert", "hybrid")
 STORE_KIND = {"dense": "dense", "colbert": "multivector", "hybrid": "hybrid"}
@@ -65,19 +74,32 @@ def _dtype(dtype: str | None) -> str | None:
     return dtype
 
 
-def _encoder(model: str, device: str | None, int8: bool, dtype: str | None = None) -> DenseEncoder:
-    return DenseEncoder(model, device=device, quantize=_quantize(int8), dtype=_dtype(dtype))
+def _spec(
+    kind: str, model: str | None, device: str | None, int8: bool, dtype: str | None = None, base_url: str | None = None
+) -> EncoderSpec:
+    """What the options describe; against a server an unchanged --model/--colbert is the server's own."""
+    if base_url is not None and model in (LFM25_EMBEDDING, LFM25_COLBERT):
+        model = None
+    return EncoderSpec(kind, model, device=device, quantize=_quantize(int8), dtype=_dtype(dtype), base_url=base_url)  # type: ignore[arg-type]
 
 
-def _encoders(mode: str, model: str, colbert: str, device: str | None, int8: bool) -> dict[str, Any]:
+def _encoder(
+    model: str, device: str | None, int8: bool, dtype: str | None = None, base_url: str | None = None
+) -> DenseEncoder:
+    return _spec("dense", model, device, int8, dtype, base_url).build()  # type: ignore[return-value]
+
+
+def _encoders(
+    mode: str, model: str, colbert: str, device: str | None, int8: bool, base_url: str | None = None
+) -> dict[str, Any]:
     """The encoders a mode needs, as :func:`~lfm_retrieval.search.search_text` takes them."""
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     encoders: dict[str, Any] = {}
     if mode in ("dense", "hybrid"):
-        encoders["dense"] = _encoder(model, device, int8)
+        encoders["dense"] = _encoder(model, device, int8, base_url=base_url)
     if mode in ("colbert", "hybrid"):
-        encoders["colbert"] = ColBERTEncoder(colbert, device=device, quantize=_quantize(int8))
+        encoders["colbert"] = _spec("colbert", colbert, device, int8, base_url=base_url).build()
     return encoders
 
 
@@ -111,6 +133,7 @@ def index(
     batch_size: Annotated[int, typer.Option(help="Records encoded and written per batch")] = 256,
     device: Device = None,
     int8: Int8 = False,
+    base_url: BaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     engine: Annotated[
         str, typer.Option(help="local (this process) or ray (a Ray cluster: lfm-retrieval[ray])")
@@ -136,7 +159,7 @@ def index(
             raise ValueError(f"--engine must be local or ray, not {engine!r}")
         if engine == "local" and not Path(source).is_file():
             raise FileNotFoundError(f"catalog file {source!r} does not exist")
-        encoders = _encoders(mode, model, colbert, device, int8)
+        encoders = _encoders(mode, model, colbert, device, int8, base_url)
         two_stores = colbert_store is not None
         job = CatalogJob(
             encoder=encoders.get("dense") or encoders["colbert"],  # --mode colbert: the only encoder
@@ -191,12 +214,13 @@ def search(
         str | None, typer.Option("--filter", help='Portable filter as JSON, e.g. {"locale": "en"}')
     ] = None,
     device: Device = None,
+    base_url: BaseUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
 ) -> None:
     """Search a store with a text query (query side of the model): dense, ColBERT or hybrid."""
     try:
         filter_spec = json.loads(filter_json) if filter_json else None
-        encoders = _encoders(mode, model, colbert, device, False)
+        encoders = _encoders(mode, model, colbert, device, False, base_url)
         with open_store(store, kind=STORE_KIND[mode]) as opened:
             hits = search_text(opened, query, **encoders, k=k, filter=filter_spec, prefetch=prefetch)
     except json.JSONDecodeError as exc:
@@ -224,10 +248,11 @@ def evaluate(
     k: Annotated[int, typer.Option("-k", help="Cut-off for nDCG@k and recall@k")] = 10,
     prefetch: Prefetch = 100,
     device: Device = None,
+    base_url: BaseUrl = None,
 ) -> None:
     """nDCG@k and recall@k of a store's search against relevance judgments."""
     try:
-        encoders = _encoders(mode, model, colbert, device, False)
+        encoders = _encoders(mode, model, colbert, device, False, base_url)
         with open_store(store, kind=STORE_KIND[mode]) as opened:
             result = _evaluate(opened, encoders, queries, qrels, k, prefetch)
     except (LFMRetrievalError, ValueError, LookupError, FileNotFoundError) as exc:
@@ -343,6 +368,7 @@ def serve(
     device: Device = None,
     dtype: Dtype = None,
     int8: Int8 = False,
+    base_url: BaseUrl = None,
     max_inputs: Annotated[int, typer.Option(help="Texts per request (413 above)")] = 256,
     max_body_bytes: Annotated[int, typer.Option(help="Request body size (413 above)")] = 4 << 20,
     max_queue: Annotated[int, typer.Option(help="Waiting query requests per model (429 above)")] = 1024,
@@ -362,7 +388,6 @@ def serve(
     /rerank, /search, /health, /info, /metrics. Every embedding request names its side."""
     from contextlib import ExitStack
 
-    from lfm_retrieval import ColBERTEncoder
     from lfm_retrieval.stores import open_store
 
     try:
@@ -373,12 +398,8 @@ def serve(
     with ExitStack() as stack:
         try:
             named = _named_stores(store or [])
-            dense = None if model.lower() == "none" else _encoder(model, device, int8, dtype)
-            late = (
-                ColBERTEncoder(colbert, device=device, quantize=_quantize(int8), dtype=_dtype(dtype))
-                if colbert
-                else None
-            )
+            dense = None if model.lower() == "none" else _encoder(model, device, int8, dtype, base_url)
+            late = _spec("colbert", colbert, device, int8, dtype, base_url).build() if colbert else None
             opened = {name: stack.enter_context(open_store(uri, kind=kind)) for name, (kind, uri) in named.items()}
             server = create_app(dense, late, opened, limits)
         except (LFMRetrievalError, ValueError, LookupError, TypeError) as exc:
