@@ -56,10 +56,11 @@ class _MaxSimRerank(PgTable):
         if not rows:
             return []
         spec = self._token_spec()
-        documents = [tokens_from_bytes(row[3], spec.dimension, spec.vector_type) for row in rows]
+        packed = tokens_from_bytes(b"".join(row[3] for row in rows), spec.dimension, spec.vector_type)
         if spec.distance == "cosine":
-            token_vectors, documents = unit_rows(token_vectors), [unit_rows(d) for d in documents]
-        scores = maxsim_scores([token_vectors], documents)[0]
+            token_vectors, packed = unit_rows(token_vectors), unit_rows(packed)
+        lengths = [len(row[3]) // (spec.dimension * (2 if spec.vector_type == "float16" else 4)) for row in rows]
+        scores = maxsim_scores([token_vectors], np.split(packed, np.cumsum(lengths)[:-1]))[0]
         top = np.argsort(-scores, kind="stable")[:k]
         return [Hit(str(rows[i][0]), rows[i][1], float(scores[i]), rows[i][2]) for i in top]
 
