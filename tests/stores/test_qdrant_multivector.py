@@ -296,8 +296,9 @@ def test_maxsim_on_random_token_vectors_equals_numpy_and_qdrants_engine(open_qdr
 
 
 def test_the_multivector_collection_is_maxsim_without_hnsw(open_qdrant):
+    """Without a first stage (test_qdrant_first_stage.py has the layout with one)."""
     spec = CollectionSpec(dimension=8, model="m", kind="multivector")
-    store = open_qdrant("multivector")
+    store = open_qdrant("multivector", first_stage="none")
     store.ensure_collection(spec)
     config = store.client.get_collection(store.collection_name).config
     params = config.params.vectors
@@ -432,7 +433,7 @@ def test_large_batches_go_in_several_requests(open_qdrant, kind, monkeypatch):
     """A batch over the request budget is split (a server refuses requests over 32 MB); nothing is lost."""
     rng = np.random.default_rng(9)
     monkeypatch.setattr(collection, "MAX_REQUEST_VALUES", 50)  # 18 values (22 hybrid) per record
-    store = open_qdrant(kind)
+    store = open_qdrant(kind, **({"first_stage": "none"} if kind == "multivector" else {}))
     store.ensure_collection(small_spec(kind))
     records = [small_record(kind, f"k{i}", rng, {"i": i}) for i in range(25)]
     sent: list[int] = []
@@ -547,7 +548,8 @@ def test_float16_multivectors_round_and_score_like_the_engine(open_qdrant, tmp_p
     for distance in ("cosine", "dot"):
         spec16 = CollectionSpec(dimension=32, distance=distance, vector_type="float16", model="m", kind="multivector")
         spec32 = CollectionSpec(dimension=32, distance=distance, model="m", kind="multivector")
-        store16, store32 = open_qdrant("multivector", f"h16_{distance}"), open_qdrant("multivector", f"h32_{distance}")
+        store16 = open_qdrant("multivector", f"h16_{distance}", first_stage="none")
+        store32 = open_qdrant("multivector", f"h32_{distance}", first_stage="none")
         store16.ensure_collection(spec16)
         store32.ensure_collection(spec32)
         store16.upsert(records)

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -50,6 +51,8 @@ class QdrantFixture:
 
     kind: str
     mode: str
+    #: Store options every store of the class is opened with.
+    options: ClassVar[dict[str, Any]] = {}
 
     @pytest.fixture
     def base_uri(self, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -70,7 +73,7 @@ class QdrantFixture:
 
         def make(name: str = "c") -> Store:
             names.setdefault(name, unique_name(f"conf_{name}"))
-            opened.append(open_store(f"{base_uri}/{names[name]}", kind=self.kind))
+            opened.append(open_store(f"{base_uri}/{names[name]}", kind=self.kind, **self.options))
             return opened[-1]
 
         yield make
@@ -90,6 +93,7 @@ class TestQdrantLocalDense(QdrantFixture, DenseStoreSuite):
 
 class TestQdrantLocalMultiVector(QdrantFixture, MultiVectorStoreSuite):
     mode = "local"
+    options: ClassVar[dict[str, Any]] = {"first_stage": "none"}  # exact MaxSim (test_qdrant_first_stage.py: with one)
 
 
 class TestQdrantLocalHybrid(QdrantFixture, HybridStoreSuite):
@@ -102,6 +106,7 @@ class TestQdrantEdgeDense(QdrantFixture, DenseStoreSuite):
 
 class TestQdrantEdgeMultiVector(QdrantFixture, MultiVectorStoreSuite):
     mode = "edge"
+    options: ClassVar[dict[str, Any]] = {"first_stage": "none"}  # exact MaxSim (test_qdrant_first_stage.py: with one)
 
 
 class TestQdrantEdgeHybrid(QdrantFixture, HybridStoreSuite):
@@ -114,6 +119,7 @@ class TestQdrantServerDense(QdrantFixture, DenseStoreSuite):
 
 class TestQdrantServerMultiVector(QdrantFixture, MultiVectorStoreSuite):
     mode = "server"
+    options: ClassVar[dict[str, Any]] = {"first_stage": "none"}  # exact MaxSim (test_qdrant_first_stage.py: with one)
 
 
 class TestQdrantServerHybrid(QdrantFixture, HybridStoreSuite):

@@ -17,7 +17,7 @@ from lfm_retrieval.stores import Store, serves
 from lfm_retrieval_qdrant.collection import QdrantCollection
 from lfm_retrieval_qdrant.layout import COLBERT_VECTOR, DENSE_VECTOR, KEY_FIELD, METADATA_KEY, PAYLOAD_FIELD
 from lfm_retrieval_qdrant.store import QdrantDenseStore, QdrantHybridStore, QdrantMultiVectorStore
-from lfm_retrieval_qdrant.uri import QdrantTarget, parse_uri
+from lfm_retrieval_qdrant.uri import FIRST_STAGE_OPTIONS, QdrantTarget, parse_uri, uri_options
 
 __all__ = [
     "COLBERT_VECTOR",
@@ -50,9 +50,14 @@ def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> Store:
     ``qdrant+edge://<folder>/<collection>`` (an ``lfm_retrieval_qdrant.edge.EdgeCollection``),
     ``qdrant+local://<folder>/<collection>``, ``qdrant://host:port/<collection>`` or
     ``qdrant+https://host:port/<collection>``; ``kind`` is "dense", "multivector" or
-    "hybrid"; ``options`` are the store class's.
+    "hybrid"; ``options`` are the store class's, also accepted in the query string
+    (``?first_stage=none``, ``?prefetch=300&hnsw_ef=128``; see :data:`~lfm_retrieval_qdrant.uri.URI_OPTIONS`).
     """
     target = parse_uri(uri)
+    options = {**uri_options(uri), **options}  # arguments win over the query string
+    misplaced = sorted(name for name in FIRST_STAGE_OPTIONS if name in options)
+    if misplaced and kind != "multivector":
+        raise ValueError(f"{uri!r}: {', '.join(misplaced)} set a multivector collection's first stage, not a {kind}'s")
     if target.edge:
         try:
             from lfm_retrieval_qdrant.edge import EDGE_STORE_CLASSES

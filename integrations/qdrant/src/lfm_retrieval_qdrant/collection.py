@@ -141,14 +141,17 @@ class QdrantCollection(Store):
     def _create(self, spec: AnySpec) -> None:
         with self._call() as client:
             try:
-                client.create_collection(
-                    self.collection_name, vectors_config=vectors_config(spec), metadata=collection_metadata(spec)
-                )
+                vectors, metadata = self._layout(spec)
+                client.create_collection(self.collection_name, vectors_config=vectors, metadata=metadata)
             except UnexpectedResponse:  # another process may have created it first: check it instead
                 existing = self._read_spec()
                 if existing is None:
                     raise
                 spec.check_matches(existing, f"collection {self.uri!r}")
+
+    def _layout(self, spec: AnySpec) -> tuple[Any, dict[str, Any]]:
+        """(vectors config, metadata) of a new collection for ``spec``."""
+        return vectors_config(spec), collection_metadata(spec)
 
     def _index_payload_fields(self) -> None:
         if not self.payload_indexes:
@@ -165,12 +168,18 @@ class QdrantCollection(Store):
         """The ``Batch.vectors`` of validated rows, in this kind's layout."""
         raise NotImplementedError
 
+    def _value_count(self, vectors: Any) -> int:
+        """How many vector values a validated row sends."""
+        if isinstance(vectors, tuple):
+            return sum(int(part.size) for part in vectors)
+        return int(vectors.size)
+
     def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
         """Write validated rows, in as few requests as :data:`MAX_REQUEST_VALUES` allows."""
         payloads = [
             point_payload(record.key, record.payload, record.fingerprint) for _, _, record in rows
         ]  # every payload is checked before the first request
-        for start, stop in _request_slices([_value_count(vectors) for _, vectors, _ in rows]):
+        for start, stop in _request_slices([self._value_count(vectors) for _, vectors, _ in rows]):
             chunk = rows[start:stop]
             batch = models.Batch(
                 ids=[record_id for record_id, _, _ in chunk],
@@ -228,9 +237,13 @@ class QdrantCollection(Store):
             )
         return [point_fingerprint(point) for point in points]
 
+    def _vectors_read_back(self) -> bool | list[str]:
+        """The vectors a scan reads (``with_vectors``): all of them, unless a kind keeps one it derives."""
+        return True
+
     def _scan_records(self, batch_size: int) -> Iterator[Record]:
         spec = self._require_spec()
-        for points in self._scroll(batch_size, with_payload=True, with_vectors=True):
+        for points in self._scroll(batch_size, with_payload=True, with_vectors=self._vectors_read_back()):
             yield from (point_record(spec, point) for point in points)
 
     def _count(self, filter: Node | None) -> int:
@@ -242,12 +255,6 @@ class QdrantCollection(Store):
         with self._call() as client:
             response = client.query_points(self.collection_name, with_payload=True, with_vectors=False, **request)
         return [to_hit(point, spec) for point in response.points]
-
-
-def _value_count(vectors: Any) -> int:
-    if isinstance(vectors, tuple):
-        return sum(int(part.size) for part in vectors)
-    return int(vectors.size)
 
 
 def _request_slices(sizes: list[int]) -> Iterator[tuple[int, int]]:

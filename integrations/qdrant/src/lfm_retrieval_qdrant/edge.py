@@ -48,12 +48,14 @@ from lfm_retrieval.stores.filters import Node
 from lfm_retrieval_qdrant import edge_shards
 from lfm_retrieval_qdrant.collection import SCROLL_PAGE
 from lfm_retrieval_qdrant.edge_filters import to_edge
+from lfm_retrieval_qdrant.first_stage import FIRST_STAGE_DEFAULT, FirstStageMixin
 from lfm_retrieval_qdrant.layout import (
     COLBERT_VECTOR,
     DENSE_VECTOR,
     FINGERPRINT_FIELD,
     KEY_FIELD,
     METADATA_KEY,
+    MUVERA_VECTOR,
     collection_metadata,
     field_path,
     point_fingerprint,
@@ -97,11 +99,16 @@ def vector_params(spec: CollectionSpec) -> Any:
     return qe.EdgeVectorParams(size=spec.dimension, distance=DISTANCES[spec.distance], datatype=datatype)
 
 
-def edge_config(spec: AnySpec, tuning: Mapping[str, Any] | None = None) -> Any:
-    """The shard's config: ``spec``'s vectors, plus the engine settings in ``tuning`` (``optimizers``,
-    ``hnsw_config``) when a store was opened with them."""
+def edge_config(
+    spec: AnySpec, tuning: Mapping[str, Any] | None = None, first_stage: CollectionSpec | None = None
+) -> Any:
+    """The shard's config: ``spec``'s vectors (``"colbert"`` + ``"muvera"`` for a multivector spec with
+    a first stage, whose MUVERA vector ``first_stage`` specifies), plus the engine settings in
+    ``tuning`` (``optimizers``, ``hnsw_config``) when a store was opened with them."""
     if isinstance(spec, HybridSpec):
         vectors: Any = {DENSE_VECTOR: vector_params(spec.dense), COLBERT_VECTOR: vector_params(spec.multivector)}
+    elif first_stage is not None:
+        vectors = {COLBERT_VECTOR: vector_params(spec), MUVERA_VECTOR: vector_params(first_stage)}
     else:
         vectors = vector_params(spec)
     return qe.EdgeConfig(vectors=vectors, **(tuning or {}))
@@ -131,6 +138,8 @@ def spec_of(engine_config: Mapping[str, Any], recorded: Mapping[str, Any]) -> di
     vectors = engine_config.get("vectors") or {}
     if sorted(vectors) == [""]:
         return _params_spec(vectors[""], recorded)
+    if sorted(vectors) == sorted((COLBERT_VECTOR, MUVERA_VECTOR)):  # a multivector collection with a first stage
+        return _params_spec(vectors[COLBERT_VECTOR], recorded)
     if sorted(vectors) == sorted((DENSE_VECTOR, COLBERT_VECTOR)):
         return {
             "kind": "hybrid",
@@ -178,10 +187,10 @@ class EdgeCollection(Store):
     def _attach(self) -> None:
         """Open the shard if the collection exists (another store of this process may have made it)."""
         if Path(self.path, ENGINE_CONFIG).exists():
-            config = edge_config(spec_from_recorded(self.path), self._tuning) if self._tuning else None
+            config = config_from_recorded(self.path, self._tuning) if self._tuning else None
             self._shared = edge_shards.acquire(self.path, self.uri, config, create=False)
         elif Path(self.path, SPEC_FILE).exists():  # killed between recording the spec and creating the shard
-            config = edge_config(spec_from_recorded(self.path), self._tuning)
+            config = config_from_recorded(self.path, self._tuning)
             self._shared = edge_shards.acquire(self.path, self.uri, config, create=True)
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -230,15 +239,20 @@ class EdgeCollection(Store):
             )
         return spec_of(engine_config, json.loads(recorded_file.read_text())[METADATA_KEY])
 
+    def _layout(self, spec: AnySpec) -> tuple[dict[str, Any], Any]:
+        """(recorded metadata, engine config) of a new collection for ``spec``."""
+        return collection_metadata(spec), edge_config(spec, self._tuning)
+
     def _create(self, spec: AnySpec) -> None:
         if self._closed:
             raise RuntimeError(f"store {self.uri!r} is closed")
+        metadata, config = self._layout(spec)
         os.makedirs(self.path, exist_ok=True)
         recorded = Path(self.path, SPEC_FILE)
         partial = recorded.with_suffix(".tmp")
-        partial.write_text(json.dumps(collection_metadata(spec)))
+        partial.write_text(json.dumps(metadata))
         os.replace(partial, recorded)  # the spec first: a shard never exists without one
-        self._shared = edge_shards.acquire(self.path, self.uri, edge_config(spec, self._tuning), create=True)
+        self._shared = edge_shards.acquire(self.path, self.uri, config, create=True)
 
     # -- HNSW -------------------------------------------------------------------------------
     def optimize(self) -> bool:
@@ -270,13 +284,17 @@ class EdgeCollection(Store):
         """One point's vectors in this kind's layout."""
         raise NotImplementedError
 
+    def _batch_vectors(self, rows: list[tuple[str, Any, Record]]) -> list[Any]:
+        """Each row's point vectors (a kind that encodes a batch at once overrides this)."""
+        return [self._point_vectors(vectors) for _, vectors, _ in rows]
+
     def _upsert(self, rows: list[tuple[str, Any, Record]]) -> int:
         payloads = [
             point_payload(record.key, record.payload, record.fingerprint) for _, _, record in rows
         ]  # every payload is checked before anything is written
         points = [
-            qe.Point(record_id, self._point_vectors(vectors), payload)
-            for (record_id, vectors, _), payload in zip(rows, payloads, strict=True)
+            qe.Point(record_id, vectors, payload)
+            for (record_id, _, _), vectors, payload in zip(rows, self._batch_vectors(rows), payloads, strict=True)
         ]
         with self._call() as shard:
             shard.update(qe.UpdateOperation.upsert_points(points))  # one WAL entry: all or nothing
@@ -313,9 +331,13 @@ class EdgeCollection(Store):
         for points in self._scroll(SCROLL_PAGE, with_payload=[KEY_FIELD, FINGERPRINT_FIELD], with_vector=False):
             yield from map(point_fingerprint, points)
 
+    def _vectors_read_back(self) -> bool | list[str]:
+        """The vectors a scan reads: all of them, unless a kind keeps one it derives."""
+        return True
+
     def _scan_records(self, batch_size: int) -> Iterator[Record]:
         spec = self._require_spec()
-        for points in self._scroll(batch_size, with_payload=True, with_vector=True):
+        for points in self._scroll(batch_size, with_payload=True, with_vector=self._vectors_read_back()):
             yield from (point_record(spec, point) for point in points)
 
     def _count(self, filter: Node | None) -> int:
@@ -340,9 +362,26 @@ class EdgeCollection(Store):
         return self._query(spec, request)
 
 
+def _recorded(path: str) -> dict[str, Any]:
+    return json.loads(Path(path, SPEC_FILE).read_text())[METADATA_KEY]
+
+
 def spec_from_recorded(path: str) -> AnySpec:
-    recorded = json.loads(Path(path, SPEC_FILE).read_text())[METADATA_KEY]
-    return spec_from_metadata({k: v for k, v in recorded.items() if k != "layout"})
+    recorded = _recorded(path)
+    return spec_from_metadata({k: v for k, v in recorded.items() if k not in ("layout", "first_stage")})
+
+
+def config_from_recorded(path: str, tuning: Mapping[str, Any]) -> Any:
+    """The engine config of the collection recorded in ``path`` (first stage included), with ``tuning``."""
+    spec = spec_from_recorded(path)
+    recorded = _recorded(path).get("first_stage")
+    stage = None
+    if recorded and isinstance(spec, CollectionSpec):
+        from lfm_retrieval.muvera import Muvera
+
+        size = Muvera.from_config(recorded["muvera"]).embedding_size
+        stage = CollectionSpec(size, "dot", spec.vector_type)
+    return edge_config(spec, tuning, stage)
 
 
 def _check_indexes(indexes: Mapping[str, str]) -> dict[str, Any]:
@@ -365,14 +404,63 @@ class EdgeDenseStore(EdgeCollection, DenseStore):
         return self._nearest(vector, k, filter)
 
 
-class EdgeMultiVectorStore(EdgeCollection, MultiVectorStore):
-    """ColBERT token matrices in Qdrant's engine in-process, searched by exact MaxSim (HNSW off, ``m=0``)."""
+class EdgeMultiVectorStore(FirstStageMixin, EdgeCollection, MultiVectorStore):
+    """ColBERT token matrices in Qdrant's engine in-process, searched by MaxSim (HNSW off, ``m=0``).
 
-    def _point_vectors(self, vectors: np.ndarray) -> list[list[float]]:
-        return stored_tokens([vectors], self._require_spec())[0]
+    With a MUVERA first stage (:mod:`lfm_retrieval_qdrant.first_stage`; on by default for a new
+    collection, ``first_stage="none"`` to go without), one engine query: the MUVERA top-``prefetch``
+    (HNSW once built) reordered by exact MaxSim; without, every matching record is scored exactly.
+    """
+
+    def _default_first_stage(self) -> bool:
+        return FIRST_STAGE_DEFAULT["edge"]
+
+    def _stored_first_stage(self) -> tuple[int | None, dict[str, Any] | None] | None:
+        engine = Path(self.path, ENGINE_CONFIG)
+        if not engine.exists():
+            return None
+        muvera = (json.loads(engine.read_text()).get("vectors") or {}).get(MUVERA_VECTOR)
+        recorded = _recorded(self.path).get("first_stage") if Path(self.path, SPEC_FILE).exists() else None
+        return (None if muvera is None else int(muvera["size"])), recorded
+
+    def _layout(self, spec: AnySpec) -> tuple[dict[str, Any], Any]:
+        stage = self._new_first_stage(spec)
+        if stage is None:
+            return super()._layout(spec)
+        return collection_metadata(spec, stage.metadata()), edge_config(spec, self._tuning, stage.spec)
+
+    def _vectors_read_back(self) -> bool | list[str]:
+        return True if self._first_stage() is None else [COLBERT_VECTOR]
+
+    def _batch_vectors(self, rows: list[tuple[str, np.ndarray, Record]]) -> list[Any]:
+        matrices = [matrix for _, matrix, _ in rows]
+        tokens = stored_tokens(matrices, self._require_spec())
+        stage = self._first_stage()
+        if stage is None:
+            return tokens
+        encodings = stage.document_vectors(matrices).tolist()
+        return [{COLBERT_VECTOR: t, MUVERA_VECTOR: e} for t, e in zip(tokens, encodings, strict=True)]
 
     def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
-        return self._nearest(token_vectors, k, filter)
+        stage = self._first_stage()
+        if stage is None:
+            return self._nearest(token_vectors, k, filter)
+        spec = self._require_spec()
+        engine_filter = to_edge(filter)
+        first = qe.Prefetch(
+            limit=stage.limit(k),
+            query=qe.Query.Nearest(stage.query_vector(token_vectors), using=MUVERA_VECTOR),
+            filter=engine_filter,
+            params=self._search_params,
+        )
+        request = qe.QueryRequest(
+            limit=k,
+            prefetches=[first],
+            query=qe.Query.Nearest(query_values(token_vectors, spec), using=COLBERT_VECTOR),
+            filter=engine_filter,
+            with_payload=True,
+        )
+        return self._query(spec, request)
 
 
 class EdgeHybridStore(EdgeCollection, HybridStore):

@@ -17,9 +17,11 @@ and by local mode in its ``meta.json``): the spec's ``as_metadata()`` plus the l
                        "layout": 1}}
 
 Vectors: a dense collection has one unnamed vector; a multivector collection one unnamed
-multivector (``MultiVectorConfig(MAX_SIM)``, HNSW off: ``m=0``); a hybrid collection the
-named vectors ``"dense"`` (HNSW) and ``"colbert"`` (the multivector, ``m=0``). The kind is
-read back from the vector config itself, never from the metadata alone.
+multivector (``MultiVectorConfig(MAX_SIM)``, HNSW off: ``m=0``), or, with a MUVERA first
+stage (:mod:`lfm_retrieval_qdrant.first_stage`), the named vectors ``"colbert"`` (that
+multivector) and ``"muvera"`` (dot product, HNSW); a hybrid collection the named vectors
+``"dense"`` (HNSW) and ``"colbert"`` (the multivector, ``m=0``). The kind is read back from
+the vector config itself, never from the metadata alone.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ LAYOUT_VERSION = 1
 #: The named vectors of a hybrid collection.
 DENSE_VECTOR = "dense"
 COLBERT_VECTOR = "colbert"
+#: The named dense vector of a multivector collection's MUVERA first stage.
+MUVERA_VECTOR = "muvera"
 
 DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 _DISTANCE_NAMES = {value: name for name, value in DISTANCES.items()}
@@ -117,7 +121,8 @@ def point_record(spec: AnySpec, point: Any) -> Record:
         dense, tokens = vectors[DENSE_VECTOR], vectors[COLBERT_VECTOR]
         return Record(key, _float32(dense), payload, fingerprint, token_vectors=_float32(tokens))
     if spec.kind == "multivector":
-        return Record(key, payload=payload, fingerprint=fingerprint, token_vectors=_float32(vectors))
+        tokens = vectors[COLBERT_VECTOR] if isinstance(vectors, Mapping) else vectors  # named with a first stage
+        return Record(key, payload=payload, fingerprint=fingerprint, token_vectors=_float32(tokens))
     return Record(key, _float32(vectors), payload, fingerprint)
 
 
@@ -146,16 +151,25 @@ def vector_params(spec: CollectionSpec) -> models.VectorParams:
     return models.VectorParams(size=spec.dimension, distance=DISTANCES[spec.distance], datatype=datatype)
 
 
-def vectors_config(spec: AnySpec) -> models.VectorParams | dict[str, models.VectorParams]:
-    """The collection's vectors: one unnamed vector, or ``"dense"`` + ``"colbert"`` for a hybrid spec."""
+def vectors_config(
+    spec: AnySpec, first_stage: CollectionSpec | None = None
+) -> models.VectorParams | dict[str, models.VectorParams]:
+    """The collection's vectors: one unnamed vector, ``"dense"`` + ``"colbert"`` for a hybrid spec,
+    or ``"colbert"`` + ``"muvera"`` for a multivector spec with a first stage (``first_stage``:
+    the spec of its MUVERA vector)."""
     if isinstance(spec, HybridSpec):
         return {DENSE_VECTOR: vector_params(spec.dense), COLBERT_VECTOR: vector_params(spec.multivector)}
+    if first_stage is not None:
+        return {COLBERT_VECTOR: vector_params(spec), MUVERA_VECTOR: vector_params(first_stage)}
     return vector_params(spec)
 
 
-def collection_metadata(spec: AnySpec) -> dict[str, Any]:
-    """The metadata recorded with the collection when it is created."""
-    return {METADATA_KEY: {**spec.as_metadata(), "layout": LAYOUT_VERSION}}
+def collection_metadata(spec: AnySpec, first_stage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata recorded with the collection when it is created (with its first stage, if any)."""
+    recorded = {**spec.as_metadata(), "layout": LAYOUT_VERSION}
+    if first_stage is not None:
+        recorded["first_stage"] = dict(first_stage)
+    return {METADATA_KEY: recorded}
 
 
 def _params_spec(params: models.VectorParams, recorded: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,8 +191,9 @@ def spec_of(config: models.CollectionConfig) -> dict[str, Any]:
     """The spec an existing collection holds (``as_metadata()`` form of its kind).
 
     Kind, size, distance and datatype come from the collection's actual vector config
-    (an unnamed vector with a multivector config is a multivector collection; the named
-    vectors ``"dense"`` + ``"colbert"`` a hybrid one); the model from the recorded metadata
+    (an unnamed vector with a multivector config, or the named vectors ``"colbert"`` +
+    ``"muvera"``, is a multivector collection; ``"dense"`` + ``"colbert"`` a hybrid one); the
+    model from the recorded metadata
     (None when the collection was not made by this package, which then matches no spec
     that names a model).
     """
@@ -187,6 +202,9 @@ def spec_of(config: models.CollectionConfig) -> dict[str, Any]:
     if isinstance(vectors, models.VectorParams):
         return _params_spec(vectors, recorded)
     names = sorted(vectors) if isinstance(vectors, Mapping) else []
+    if names == sorted((COLBERT_VECTOR, MUVERA_VECTOR)):  # a multivector collection with a first stage
+        assert isinstance(vectors, Mapping)
+        return _params_spec(vectors[COLBERT_VECTOR], recorded)
     if names == sorted((DENSE_VECTOR, COLBERT_VECTOR)):
         assert isinstance(vectors, Mapping)
         return {
@@ -196,3 +214,11 @@ def spec_of(config: models.CollectionConfig) -> dict[str, Any]:
         }
     # other named vectors, or none: not a collection of ours
     return {"dimension": None, "distance": f"named vectors {names}", "vector_type": None, "model": None}
+
+
+def first_stage_of(config: models.CollectionConfig) -> tuple[int | None, dict[str, Any] | None]:
+    """(size of the ``"muvera"`` vector or None, the recorded first stage or None) of a collection."""
+    recorded = ((config.metadata or {}).get(METADATA_KEY) or {}).get("first_stage")
+    vectors = config.params.vectors
+    params = vectors.get(MUVERA_VECTOR) if isinstance(vectors, Mapping) else None
+    return (None if params is None else params.size), recorded

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 LOCAL_SCHEME = "qdrant+local"
 EDGE_SCHEME = "qdrant+edge"
@@ -69,3 +70,40 @@ def parse_uri(uri: str) -> QdrantTarget:
             raise ValueError(f"{uri!r}: bad port ({error})") from None
         return QdrantTarget(uri=uri, collection=name, host=parts.hostname, port=port, https=SERVER_SCHEMES[scheme])
     raise ValueError(f"{uri!r} is not a Qdrant URI (qdrant+edge://, qdrant+local://, qdrant://, qdrant+https://)")
+
+
+#: Store options a URI's query string may set (``?first_stage=none&prefetch=300``), by type.
+URI_OPTIONS: dict[str, type] = {
+    "first_stage": str,
+    "prefetch": int,
+    "muvera_k_sim": int,
+    "muvera_dim_proj": int,
+    "muvera_r_reps": int,
+    "muvera_seed": int,
+    "hnsw_ef": int,
+    "exact": bool,
+}
+#: Options only multivector stores take (their first stage).
+FIRST_STAGE_OPTIONS = ("first_stage", "prefetch", "muvera_k_sim", "muvera_dim_proj", "muvera_r_reps", "muvera_seed")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def uri_options(uri: str) -> dict[str, Any]:
+    """The store options in ``uri``'s query string, typed; an unknown name or a bad value is a ValueError."""
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(urlsplit(uri).query, keep_blank_values=True):
+        kind = URI_OPTIONS.get(name)
+        if kind is None:
+            raise ValueError(f"{uri!r}: unknown option {name!r} (known: {', '.join(URI_OPTIONS)})")
+        if kind is int:
+            try:
+                options[name] = int(value)
+            except ValueError:
+                raise ValueError(f"{uri!r}: option {name}={value!r} must be an integer") from None
+        elif kind is bool:
+            if value.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"{uri!r}: option {name}={value!r} must be true or false")
+            options[name] = value.lower() in _TRUE
+        else:
+            options[name] = value
+    return options
