@@ -22,7 +22,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from lfm_retrieval.errors import BadRecordError, LFMRetrievalError
 
 if TYPE_CHECKING:
     from lfm_retrieval.catalog.sources import Source
+    from lfm_retrieval.stores import Store
 
 logger = logging.getLogger("lfm_retrieval.catalog")
 #: Logical CPUs each read / diff / write task asks for: small, so they always find room beside the encoders.
@@ -119,8 +120,7 @@ class RayEngine:
         context.raise_original_map_exception = True
         task_args = {"num_cpus": TASK_CPUS, "max_retries": self.retries}
 
-        # a store many processes may open (a database server) is read and written by the workers themselves
-        driver_writes = self.driver_writes or not all(t.store.shared for t in targets)
+        driver_writes = self.driver_writes or not workers_can_write([t.store for t in targets])
         lookups = []
         for target in targets:
             uri, kind = target.store.uri, target.store.kind
@@ -247,6 +247,12 @@ class RayEngine:
             "quantize": "int8" if device == "cpu" and spec.quantize == "int8" else None,
         }
         return Recipe(type(encoder), spec.replace(**{**changes, **self.encoder_options}))
+
+
+def workers_can_write(stores: Sequence[Store]) -> bool:
+    """Whether Ray tasks may open and write every one of ``stores`` themselves: each says that many
+    processes may open it (``Store.shared``: a database server). Otherwise the driver writes them all."""
+    return all(store.shared for store in stores)
 
 
 def _pieces(source: Source) -> list[Any]:
