@@ -3,344 +3,57 @@
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import numpy as np
-from pymilvus import MilvusClient
 
 from lfm_retrieval.stores.base import DenseStore
-from lfm_retrieval.stores.filters import Node, matches
+from lfm_retrieval.stores.filters import Node
 from lfm_retrieval.stores.records import CollectionSpec, Hit, Record
-from lfm_retrieval_milvus.connection import UnsupportedSpecError, translate_errors
-from lfm_retrieval_milvus.filters import ExpressionBuilder, Never
+from lfm_retrieval_milvus.collection import MilvusCollection
 from lfm_retrieval_milvus.layout import (
     FINGERPRINT,
-    ID,
     KEY,
-    MAX_DIMENSION,
-    MAX_TOP_K,
     METADATA,
     METRICS,
-    OUTPUT_FIELDS,
     VECTOR,
     build_index_params,
     build_schema,
-    read_spec,
     spec_properties,
 )
-from lfm_retrieval_milvus.rows import encode_metadata, to_rows
-from lfm_retrieval_milvus.uri import MilvusTarget
-
-T = TypeVar("T")
-# Counts, scans and reads of stored vectors are Strong: exact, whoever wrote last. A Strong
-# read waits for the server's next time tick (~200 ms on a default server), so searches
-# use Session by default: what this process wrote is visible at once (pymilvus keeps the
-# timestamp of its last write per collection), other processes' writes within a tick.
-STRONG = "Strong"
-CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
-REQUEST_BYTES = 16 * 2**20  # rows per upsert request are capped near this many bytes
-IDS_PER_REQUEST = 1000
+from lfm_retrieval_milvus.rows import to_rows
 
 
-class MilvusDenseStore(DenseStore):
+class MilvusDenseStore(MilvusCollection, DenseStore):
     """A Milvus collection (server, or a Milvus Lite file) holding one encoder's vectors.
 
-    ``timeout`` bounds connecting (an unreachable server is a StoreUnavailableError naming
-    the URI within it); ``request_timeout`` bounds each later call, retries included.
-    ``consistency`` is the level searches ask for ("Session" by default; "Strong" makes
-    every search wait for writes of other processes too).
+    Options: see :class:`~lfm_retrieval_milvus.collection.MilvusCollection`.
     """
 
-    def __init__(
-        self,
-        target: MilvusTarget,
-        *,
-        timeout: float = 10.0,
-        request_timeout: float = 60.0,
-        token: str = "",
-        hnsw_m: int = 16,
-        ef_construction: int = 200,
-        ef_search: int = 128,
-        consistency: str = "Session",
-    ) -> None:
-        if consistency not in CONSISTENCY_LEVELS:
-            raise ValueError(f"consistency must be one of {CONSISTENCY_LEVELS}, not {consistency!r}")
-        self.uri = target.display_uri
-        self.target = target
-        self.shared = not target.lite  # a Milvus server; a Lite file is this process's alone
-        self.collection = target.collection
-        self._request_timeout = request_timeout
-        self._index = {"m": hnsw_m, "ef_construction": ef_construction}
-        self._ef_search = ef_search
-        self._consistency = consistency
-        # Lite compares with Python's == (True == 1): filters there select a superset.
-        self._exact_filters = not target.lite
-        self._expressions = ExpressionBuilder(METADATA, in_lists=not target.lite)
-        self._loaded = False
-        self._client: MilvusClient | None = self._connect(timeout, token)
-
-    # -- connection -------------------------------------------------------------------------
-    def _connect(self, timeout: float, token: str) -> MilvusClient:
-        if self.target.lite:
-            Path(self.target.client_uri).parent.mkdir(parents=True, exist_ok=True)
-        operation = "open the file (one process at a time per Milvus Lite file)" if self.target.lite else "connect"
-        with translate_errors(self.uri, operation):
-            return MilvusClient(
-                uri=self.target.client_uri,
-                user=self.target.user,
-                password=self.target.password,
-                token=token,
-                db_name=self.target.db_name,
-                timeout=timeout,
-            )
-
-    @property
-    def client(self) -> MilvusClient:
-        """The open ``MilvusClient`` (for what the protocol does not cover)."""
-        if self._client is None:
-            raise RuntimeError(f"store {self.uri!r} is closed")
-        return self._client
-
-    def _call(self, operation: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with translate_errors(self.uri, operation):
-            return method(*args, timeout=self._request_timeout, **kwargs)
-
-    def close(self) -> None:
-        """Close the client (the connection is shared with other clients of the same server)."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            with translate_errors(self.uri, "close"):
-                client.close()
-
-    # -- schema -----------------------------------------------------------------------------
-    def _read_spec(self) -> dict[str, Any] | None:
-        if not self._call("check the collection", self.client.has_collection, self.collection):
-            return None
-        description = self._call("describe the collection", self.client.describe_collection, self.collection)
-        spec = read_spec(description, f"collection {self.uri!r}")
-        self._ensure_loaded()
-        return spec
-
-    def _ensure_loaded(self) -> None:
-        # Milvus Lite (and a restarted server) may hold the collection released.
-        if self._loaded:
-            return
-        state = self._call("check the load state", self.client.get_load_state, self.collection)
-        if getattr(state.get("state"), "name", "") != "Loaded":
-            self._call("load the collection", self.client.load_collection, self.collection)
-        self._loaded = True
-
     def _create(self, spec: CollectionSpec) -> None:
-        self._check_supported(spec)
-        self._call(
-            "create the collection",
-            self.client.create_collection,
-            self.collection,
-            schema=build_schema(spec),
-            index_params=build_index_params(spec, m=self._index["m"], ef_construction=self._index["ef_construction"]),
-            consistency_level=STRONG,  # the default of other clients reading this collection
-            properties=spec_properties(spec),
-        )
-        self._loaded = True
+        self._check_dense_supported(spec)
+        self._create_collection(build_schema(spec), build_index_params(spec, **self._index), spec_properties(spec))
 
-    def _check_supported(self, spec: CollectionSpec) -> None:
-        if spec.dimension > MAX_DIMENSION:
-            raise UnsupportedSpecError(f"{self.uri}: Milvus vectors have at most {MAX_DIMENSION} dimensions")
-        if spec.vector_type != "float16":
-            return
-        if self.target.lite:
-            raise UnsupportedSpecError(
-                f"{self.uri}: Milvus Lite has no float16 vectors; use vector_type='float32' or a Milvus server"
-            )
-        version = self._call("read the server version", self.client.get_server_version)
-        found = re.search(r"(\d+)\.(\d+)", version)
-        if not found or (int(found[1]), int(found[2])) < (2, 4):
-            raise UnsupportedSpecError(
-                f"{self.uri}: float16 vectors need Milvus 2.4 or newer, this server is {version!r} "
-                "(2.3 servers accept FLOAT16_VECTOR fields but search them wrongly); use vector_type='float32'"
-            )
-
-    # -- writes -----------------------------------------------------------------------------
     def _upsert(self, rows: list[tuple[str, np.ndarray, Record]]) -> int:
         spec = self._require_spec()
-        milvus_rows = to_rows(rows, spec.vector_type)  # every check runs before the first request
-        for chunk in _chunks_by_size(milvus_rows, spec.dimension * (2 if spec.vector_type == "float16" else 4)):
-            self._call("upsert records", self.client.upsert, self.collection, chunk)
+        self._write_rows(to_rows(rows, spec.vector_type))  # every check runs before the first request
         return len(rows)
 
-    def _delete(self, ids: list[str]) -> None:
-        for start in range(0, len(ids), IDS_PER_REQUEST):
-            self._call("delete records", self.client.delete, self.collection, ids=ids[start : start + IDS_PER_REQUEST])
-        if not self.target.lite:
-            # A 2.3 server returns no timestamp for a delete, so Session reads would not wait
-            # for it: one Strong read now waits until the server has applied it, for every reader.
-            self._call(
-                "confirm the delete",
-                self.client.query,
-                self.collection,
-                filter="",
-                output_fields=["count(*)"],
-                consistency_level=STRONG,
-            )
-
-    def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
-        spec = self._require_spec()
-        for _, key, payload, fingerprint in rows:  # refuse a bad payload before anything is written
-            encode_metadata(Record(key, [], payload, fingerprint))
-        updated = 0
-        for start in range(0, len(rows), IDS_PER_REQUEST):
-            chunk = rows[start : start + IDS_PER_REQUEST]
-            stored = self._call(
-                "read stored vectors",
-                self.client.get,
-                self.collection,
-                ids=[row[0] for row in chunk],
-                output_fields=[VECTOR],
-                consistency_level=STRONG,
-            )
-            vectors = {item["id"]: _vector(item[VECTOR], spec.vector_type) for item in stored}
-            kept = [
-                (rid, vectors[rid], Record(key, vectors[rid], payload, fp))
-                for rid, key, payload, fp in chunk
-                if rid in vectors
-            ]
-            if kept:
-                self._upsert(kept)
-            updated += len(kept)
-        return updated
-
-    # -- reads ------------------------------------------------------------------------------
-    def _count(self, filter: Node | None) -> int:
-        expression = self._expressions.build(filter)
-        if isinstance(expression, Never):
-            return 0
-        if filter is None or self._exact_filters:
-            result = self._call(
-                "count records",
-                self.client.query,
-                self.collection,
-                filter=expression or "",
-                output_fields=["count(*)"],
-                consistency_level=STRONG,
-            )
-            return int(result[0]["count(*)"])
-        return sum(matches(filter, row[METADATA]) for row in self._iterate(expression or "", [METADATA]))
-
-    def _scan_fingerprints(self) -> Iterator[tuple[str, str]]:
-        for row in self._iterate("", [KEY, FINGERPRINT]):
-            yield row[KEY], row[FINGERPRINT]
-
-    def _lookup_fingerprints(self, ids: list[str]) -> Iterator[tuple[str, str]]:
-        for start in range(0, len(ids), IDS_PER_REQUEST):
-            found = self._call(
-                "read fingerprints",
-                self.client.get,
-                self.collection,
-                ids=ids[start : start + IDS_PER_REQUEST],
-                output_fields=[KEY, FINGERPRINT],
-                consistency_level=STRONG,
-            )
-            yield from ((row[KEY], row[FINGERPRINT]) for row in found)
-
     def _scan_records(self, batch_size: int) -> Iterator[Record]:
-        vector_type = self._require_spec().vector_type
-        for row in self._iterate("", [KEY, VECTOR, METADATA, FINGERPRINT]):
-            yield Record(row[KEY], _vector(row[VECTOR], vector_type), row[METADATA] or {}, row[FINGERPRINT])
-
-    def _iterate(self, expression: str, fields: list[str]) -> Iterator[dict[str, Any]]:
-        """Every row matching ``expression`` (a query iterator: no 16,384-row window)."""
-        if self.target.lite:  # Lite has no result window, and no timestamp service for iterators
-            yield from self._call(
-                "scan records",
-                self.client.query,
-                self.collection,
-                filter=expression or f'{ID} != ""',
-                output_fields=fields,
-                consistency_level=STRONG,
-            )
-            return
-        iterator = self._call(
-            "scan records",
-            self.client.query_iterator,
-            self.collection,
-            batch_size=1000,
-            filter=expression,
-            output_fields=fields,
-            consistency_level=STRONG,
-        )
-        try:
-            while True:
-                with translate_errors(self.uri, "scan records"):
-                    batch = iterator.next()
-                if not batch:
-                    return
-                yield from batch
-        finally:
-            iterator.close()
+        for row in self._iterate("", [KEY, VECTOR, METADATA, FINGERPRINT], batch_size=1000):
+            vector = self._stored_value(VECTOR, row[VECTOR]).astype(np.float32)
+            yield Record(row[KEY], vector, row[METADATA] or {}, row[FINGERPRINT])
 
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
-        if k > MAX_TOP_K:
-            raise ValueError(f"k={k}: Milvus returns at most {MAX_TOP_K} hits per search")
-        expression = self._expressions.build(filter)
-        if isinstance(expression, Never):
-            return []
         spec = self._require_spec()
         query = vector.astype(np.float16) if spec.vector_type == "float16" else vector
-        limit = k
-        while True:
-            hits = self._search_once(query, limit, expression or "", spec.distance)
-            if filter is None or self._exact_filters:
-                return hits[:k]
-            kept = [hit for hit in hits if matches(filter, hit.payload)]
-            if len(kept) >= k or len(hits) < limit or limit >= MAX_TOP_K:
-                return kept[:k]
-            limit = min(limit * 4, MAX_TOP_K)  # Lite: the expression kept too many; widen and refilter
-
-    def _search_once(self, query: np.ndarray, limit: int, expression: str, distance: str) -> list[Hit]:
-        result = self._call(
-            "search",
-            self.client.search,
-            self.collection,
-            data=[query],
-            limit=limit,
-            filter=expression,
-            output_fields=OUTPUT_FIELDS,
-            search_params={"metric_type": METRICS[distance], "params": {"ef": max(limit, self._ef_search)}},
-            consistency_level=self._consistency,
-        )
+        hits = self._vector_search(query, k, filter, METRICS[spec.distance], [])
         return [
-            Hit(hit["id"], hit["entity"][KEY], _score(hit["distance"], distance), hit["entity"][METADATA] or {})
-            for hit in result[0]
+            Hit(hit["id"], hit["entity"][KEY], _score(hit["distance"], spec.distance), hit["entity"][METADATA] or {})
+            for hit in hits
         ]
 
 
 def _score(value: float, distance: str) -> float:
     """Milvus' distance as a similarity, higher is better (L2 comes squared: -sqrt of it)."""
     return -math.sqrt(max(float(value), 0.0)) if distance == "euclid" else float(value)
-
-
-def _vector(value: Any, vector_type: str) -> np.ndarray:
-    """A vector as ``get`` returns it: floats, or float16 bytes (alone or in a one-item list)."""
-    if isinstance(value, list) and value and isinstance(value[0], (bytes, bytearray)):
-        value = b"".join(value)
-    if isinstance(value, (bytes, bytearray)):
-        return np.frombuffer(value, dtype=np.float16).astype(np.float32)
-    return np.asarray(value, dtype=np.float32)
-
-
-def _chunks_by_size(rows: list[dict[str, Any]], vector_bytes: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive runs of rows of at most about REQUEST_BYTES each (at least one row)."""
-    chunk: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        row_size = vector_bytes + len(row[METADATA]) + len(row[KEY]) + len(row[FINGERPRINT]) + 64
-        if chunk and size + row_size > REQUEST_BYTES:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += row_size
-    if chunk:
-        yield chunk
