@@ -167,6 +167,12 @@ def test_vector_store_index_insert_filter_delete_reopen(
         again = VectorStoreIndex.from_vector_store(reopened, embed_model=reopened.embed_model)
         for query in QUERIES:
             assert_same(retrieved(again, query, K), expected[query])
+        some = sorted(remaining)[::3]
+        only = again.as_retriever(similarity_top_k=K, doc_ids=some).retrieve(QUERIES[3])
+        assert_same(
+            [(r.node.ref_doc_id, r.score) for r in only],
+            exact_top(minilm_embed, remaining, QUERIES[3], K, some.__contains__),
+        )
         results = asyncio.run(again.as_retriever(similarity_top_k=K).aretrieve(QUERIES[1]))
         assert_same([(r.node.ref_doc_id, r.score) for r in results], expected[QUERIES[1]])
     finally:
