@@ -84,12 +84,11 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callab
     yield lambda name: with_table(dsn, f"li_{name}_{run}")
 
 
-def exact_top(embed: LFMEmbedding, texts: dict[str, str], query: str, k: int, keep=lambda key: True):
+def exact_top(embed: LFMEmbedding | DenseEncoder, texts: dict[str, str], query: str, k: int, keep=lambda key: True):
     """(document key, cosine) of the exact top-k over the encoder's own document vectors."""
+    encoder = embed.encoder if isinstance(embed, LFMEmbedding) else embed
     keys = [key for key in texts if keep(key)]
-    scores = cosine_scores(
-        embed.encoder.encode_queries([query]), embed.encoder.encode_documents([texts[k] for k in keys])
-    )
+    scores = cosine_scores(encoder.encode_queries([query]), encoder.encode_documents([texts[k] for k in keys]))
     order = np.argsort(-scores[0], kind="stable")[:k]
     return [(keys[i], float(scores[0][i])) for i in order]
 
@@ -365,3 +364,41 @@ def test_records_written_outside_llamaindex_read_as_text_nodes(dense: DenseEncod
     retriever = LFMRetriever(store, embed_model=dense, similarity_top_k=3)
     assert result.ids == [n.node.node_id for n in retriever.retrieve(QUERIES[1])]
     assert [node.text for node in result.nodes] == [n.node.text for n in retriever.retrieve(QUERIES[1])]
+
+
+@pytest.mark.parametrize("scheme", ["memory", "qdrant+local", "milvus+lite"])
+def test_other_dense_schemes_round_trip(scheme: str, dense: DenseEncoder, tmp_path: Path) -> None:
+    """The same index life (insert, filtered retrieval, delete_ref_doc, reopen) on the other embedded stores."""
+    if scheme == "milvus+lite":
+        pytest.importorskip("milvus_lite")
+    uri = {
+        "memory": f"memory://li-{uuid.uuid4().hex[:8]}",
+        "qdrant+local": f"qdrant+local://{tmp_path}/qdrant/products",
+        "milvus+lite": f"milvus+lite://{tmp_path}/lite.db/products",
+    }[scheme]
+    rows = catalog_rows("en")[:20]
+    texts = {row_key(row): row_text(row) for row in rows}
+    prices = {row_key(row): row["price"] for row in rows}
+    vector_store = LFMVectorStore(uri, embed_model=dense)
+    index = VectorStoreIndex.from_documents(
+        documents(rows),
+        storage_context=StorageContext.from_defaults(vector_store=vector_store),
+        embed_model=vector_store.embed_model,
+    )
+    limit = sorted(prices.values())[10]
+    cheap = MetadataFilters(filters=[MetadataFilter(key="price", value=limit, operator=FilterOperator.LT)])
+    assert_same(retrieved(index, QUERIES[0], 5), exact_top(dense, texts, QUERIES[0], 5))
+    assert_same(
+        retrieved(index, QUERIES[1], 5, cheap), exact_top(dense, texts, QUERIES[1], 5, lambda k: prices[k] < limit)
+    )
+    gone = retrieved(index, QUERIES[2], 1)[0][0]
+    index.delete_ref_doc(gone)
+    del texts[gone]
+    vector_store.close()
+    reopened = LFMVectorStore(uri, embed_model=dense)
+    try:
+        assert reopened.client.count() == len(rows) - 1
+        again = VectorStoreIndex.from_vector_store(reopened, embed_model=reopened.embed_model)
+        assert_same(retrieved(again, QUERIES[2], 5), exact_top(dense, texts, QUERIES[2], 5))
+    finally:
+        reopened.close()
