@@ -261,7 +261,9 @@ def test_bad_input_refuses_the_whole_call(
 ) -> None:
     uri = f"qdrant+edge://{tmp_path}/bad"
     vector_store = LFMVectorStore(uri, embed_model=minilm_embed)
-    good = [TextNode(text=row_text(row), id_=row_key(row)) for row in catalog_rows("en")[:4]]
+    good = [
+        TextNode(text=row_text(row), id_=row_key(row), metadata={"sku": row["sku"]}) for row in catalog_rows("en")[:4]
+    ]
     vector_store.add(good)
     store = vector_store.client
     before = {record.key: np.asarray(record.vector) for record in store.scan()}
@@ -311,6 +313,11 @@ def test_bad_input_refuses_the_whole_call(
         with pytest.raises(InvalidFilterError, match=name):
             vector_store.delete_nodes(filters=filters)
         unchanged()
+    empty_group = MetadataFilters(
+        filters=[MetadataFilter(key="sku", value=good[1].metadata["sku"]), MetadataFilters(filters=[])]
+    )
+    result = vector_store.query(VectorStoreQuery(query_str="headphones", similarity_top_k=2, filters=empty_group))
+    assert result.ids == [good[1].node_id]
     with pytest.raises(ValueError, match="'mmr'"):
         vector_store.query(VectorStoreQuery(query_str="headphones", mode=VectorStoreQueryMode.MMR))
     with pytest.raises(ValueError, match="node_ids"):

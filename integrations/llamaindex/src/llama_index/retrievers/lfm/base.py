@@ -30,7 +30,9 @@ def to_portable_filter(filters: MetadataFilters | FilterSpec) -> FilterSpec:
     items: list[dict[str, Any]] = []
     for item in filters.filters:
         if isinstance(item, MetadataFilters):
-            items.append(dict(to_portable_filter(item) or {}))
+            nested = to_portable_filter(item)
+            if nested:  # an empty group filters nothing
+                items.append(dict(nested))
             continue
         operator = FilterOperator(getattr(item, "operator", FilterOperator.EQ))
         if operator is FilterOperator.EQ:
