@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.encoders.base import unit_rows
@@ -85,6 +84,8 @@ class ExactMaxSim:
         self.block_tokens = block_tokens
         self.device = device
         if device is not None:
+            import torch  # only with a device: the core imports no model library otherwise
+
             self._tokens_on_device = torch.from_numpy(self.tokens).to(device)
             self._document_of_token_on_device = torch.from_numpy(self.document_of_token).to(device)
 
@@ -108,6 +109,8 @@ class ExactMaxSim:
 
     def _scores_on_device(self, query: np.ndarray) -> np.ndarray:
         # A scatter max by document id: blocks need not end on document boundaries here.
+        import torch
+
         tokens, owner = self._tokens_on_device, self._document_of_token_on_device
         with torch.inference_mode():
             q = torch.from_numpy(query).to(tokens.device)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
-
-import torch
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,7 +38,7 @@ def run_on_model_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwa
     if threading.get_ident() == _thread_id:
         return function(*args, **kwargs)
     try:
-        future = _model_executor().submit(_call, torch.get_num_threads(), function, args, kwargs)
+        future = _model_executor().submit(_call, _torch_threads(), function, args, kwargs)
     except RuntimeError:  # the interpreter is exiting (an atexit handler): no new work there; run it here
         return function(*args, **kwargs)
     return future.result()
@@ -60,8 +59,15 @@ def model_thread_id() -> int | None:
     return _thread_id
 
 
-def _call(threads: int, function: Callable[..., T], args: tuple, kwargs: dict) -> T:
-    if torch.get_num_threads() != threads:
+def _torch_threads() -> int | None:
+    # torch is never imported here: a process without it (remote runtimes only) has no pool to size
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _call(threads: int | None, function: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    torch = sys.modules.get("torch")
+    if torch is not None and threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return function(*args, **kwargs)
 

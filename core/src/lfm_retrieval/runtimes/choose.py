@@ -8,8 +8,8 @@ from lfm_retrieval.errors import ModelLoadError
 from lfm_retrieval.runtimes.base import DenseRuntime, MultiVectorRuntime, Runtime
 
 RUNTIMES = ("auto", "torch", "gguf", "remote")
-# The extra that installs each local runtime's libraries, named when they are missing.
-EXTRAS = {"torch": "torch", "gguf": "gguf"}
+# What each local runtime loads models with; its extra (``lfm-retrieval[torch]``, ``[gguf]``) installs them.
+LIBRARIES = {"torch": ("torch", "transformers", "sentence_transformers"), "gguf": ("llama_cpp",)}
 
 
 def runtime_kind(model: str | None, runtime: str, base_url: str | None) -> str:
@@ -100,17 +100,20 @@ def multivector_runtime(
 
 
 def _import_runtime(kind: str, module: str) -> Any:
-    """Import a local runtime's module, or fail in one line naming the extra that installs it."""
+    """Import a local runtime's module and the libraries it loads models with, or fail in one line
+    naming the extra that installs them."""
     import importlib
 
     try:
+        for library in LIBRARIES[kind]:
+            importlib.import_module(library)
         return importlib.import_module(module)
     except ImportError as exc:
         missing = exc.name or str(exc)
         if missing.startswith("lfm_retrieval"):
             raise
         raise ModelLoadError(
-            f"the {kind} runtime needs {missing!r}, which is not installed: pip install 'lfm-retrieval[{EXTRAS[kind]}]'"
+            f"the {kind} runtime needs {missing!r}, which is not installed: pip install 'lfm-retrieval[{kind}]'"
         ) from exc
 
 

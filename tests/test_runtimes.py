@@ -1,0 +1,72 @@
+"""The runtime layer: the core imports no model library, registers the bidirectional LFM2 when
+transformers arrives, and a local runtime whose libraries are missing fails in one line naming
+the extra to install. Each check runs in a fresh interpreter (sys.modules starts empty)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lfm_retrieval import DenseEncoder
+from lfm_retrieval.runtimes import DenseRuntime, MultiVectorRuntime
+
+MODEL_LIBRARIES = ("torch", "transformers", "sentence_transformers")
+
+
+def run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_the_core_imports_no_model_library() -> None:
+    modules = [
+        "lfm_retrieval",
+        "lfm_retrieval.stores",
+        "lfm_retrieval.stores.filters",
+        "lfm_retrieval.stores.copy",
+        "lfm_retrieval.catalog",
+        "lfm_retrieval.cli",
+        "lfm_retrieval.runtimes.remote",
+        "lfm_retrieval.runtimes.spec",
+    ]
+    code = f"import sys, {', '.join(modules)}; print([m for m in {MODEL_LIBRARIES!r} if m in sys.modules])"
+    assert run_python(code) == "[]"
+
+
+def test_importing_transformers_later_still_gets_the_bidirectional_class() -> None:
+    code = (
+        "import sys, lfm_retrieval\n"
+        "assert 'transformers' not in sys.modules\n"
+        "from sentence_transformers import SentenceTransformer\n"
+        "from transformers import AutoModel\n"
+        "from transformers.models.lfm2 import Lfm2Config\n"
+        "print(AutoModel._model_mapping[Lfm2Config][1].__name__)"
+    )
+    assert run_python(code) == "Lfm2BidirectionalModel"
+
+
+@pytest.mark.parametrize("missing", MODEL_LIBRARIES)
+def test_a_missing_torch_stack_is_one_line_naming_the_extra(missing: str) -> None:
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None  # as if not installed\n"
+        "from lfm_retrieval import DenseEncoder, ModelLoadError\n"
+        "try:\n"
+        "    DenseEncoder('some/model')\n"
+        "except ModelLoadError as exc:\n"
+        "    print(exc)\n"
+    )
+    message = run_python(code)
+    assert message == (
+        f"the torch runtime needs {missing!r}, which is not installed: pip install 'lfm-retrieval[torch]'"
+    ), message
+
+
+def test_the_encoders_runtimes_meet_the_protocols(dense: DenseEncoder, colbert_path) -> None:
+    from lfm_retrieval import ColBERTEncoder
+
+    assert isinstance(dense.runtime, DenseRuntime)
+    assert isinstance(ColBERTEncoder(str(colbert_path), device="cpu").runtime, MultiVectorRuntime)
+    assert dense.spec is not None and dense.spec.kind == "dense"
