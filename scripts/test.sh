@@ -13,6 +13,10 @@ stacks=${LFM_STACKS:-"latest full"}
 # The latest stack saves ColBERT vectors here and the full stack compares against them.
 export LFM_CROSS_STACK_DIR=${LFM_CROSS_STACK_DIR:-$(mktemp -d)}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# llama-cpp-python (the gguf runtime) builds from source: portable x86-64 (AVX2, no AVX-512, no AMX: a native
+# build on AMX Xeons dies with SIGILL), ggml's own threads instead of a second OpenMP pool beside torch's, no
+# multimodal library. pip's wheel cache keeps the build (keyed by version, not by these flags): docs/runtimes/gguf.md
+export CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF"}
 status=0
 
 # Disk first: a full disk otherwise shows up minutes in, as pip's "[Errno 28] No space left on device".
