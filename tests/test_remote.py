@@ -214,3 +214,55 @@ def test_cli_index_and_search_over_a_server_give_the_torch_runtimes_top_10(serve
     np.testing.assert_allclose(
         [hit["score"] for hit in results["remote"]], [hit["score"] for hit in results["torch"]], atol=1e-5
     )
+
+
+def llama_server_app(reference: ColBERTEncoder, sent: list[list[int]], pooled: bool = False) -> object:
+    """llama.cpp's ``llama-server --pooling none`` ``/embedding`` shape: token ids in, one vector per
+    token out (unnormalised), computed by the torch model with every token attended to."""
+    import torch
+
+    app = fastapi.FastAPI()
+    model = reference.model
+
+    def token_vectors(ids: list[int]) -> list[list[float]]:
+        with torch.inference_mode():
+            tensor = torch.tensor([ids])
+            out = model({"input_ids": tensor, "attention_mask": torch.ones_like(tensor)})["token_embeddings"][0]
+        rows = out.float() * 3.0  # llama-server does not normalise: the client does
+        return (rows.mean(0, keepdim=True) if pooled else rows).tolist()
+
+    @app.post("/embedding")
+    def embedding(body: dict) -> object:
+        sent.extend(body["content"])
+        return [
+            {"index": i, "embedding": run_on_model_thread(token_vectors, ids)} for i, ids in enumerate(body["content"])
+        ]
+
+    return app
+
+
+def test_colbert_over_llama_server_applies_pylates_rules_on_the_client(reference, colbert_path) -> None:
+    colbert, sent = reference[1], []
+    server = Server(llama_server_app(colbert, sent))
+    try:
+        remote = ColBERTEncoder(str(colbert_path), base_url=server.url)
+        assert remote.runtime.server == "llama-server" and remote.dimension == colbert.dimension
+        for got, expected in zip(remote.encode_documents(DOCUMENTS), colbert.encode_documents(DOCUMENTS), strict=True):
+            assert got.shape == expected.shape, "the [D] prefix added and the skiplist tokens dropped, as PyLate does"
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+        sent.clear()
+        queries = remote.encode_queries(QUERIES)
+        assert [q.shape for q in queries] == [(colbert.query_length, colbert.dimension)] * len(QUERIES)
+        rules = remote.runtime.rules
+        for ids in sent:  # BOS, [Q], the text, then the expansion token up to 32
+            assert (
+                len(ids) == colbert.query_length and ids[1] == rules.query_prefix_id and ids[-1] == rules.expansion_id
+            )
+    finally:
+        server.stop()
+    pooled = Server(llama_server_app(colbert, [], pooled=True))
+    try:
+        with pytest.raises(RemoteError, match="start llama-server with --pooling none"):
+            ColBERTEncoder(str(colbert_path), base_url=pooled.url)
+    finally:
+        pooled.stop()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from lfm_retrieval.encoders.base import model_id_of, unit_rows
 from lfm_retrieval.encoders.batching import Side
 from lfm_retrieval.encoders.microbatch import QueueFull
 from lfm_retrieval.errors import LFMRetrievalError, ModelLoadError
+
+if TYPE_CHECKING:
+    from lfm_retrieval.runtimes.colbert_rules import ColBERTRules
 
 logger = logging.getLogger("lfm_retrieval")
 
@@ -289,8 +292,16 @@ class RemoteDenseRuntime(RemoteRuntime):
 
 
 class RemoteColBERTRuntime(RemoteRuntime):
-    """ColBERT token vectors from ``lfm-retrieval serve`` (``POST /embed_multivector``): the server
-    applies the prefixes, query expansion and skiplist."""
+    """ColBERT token vectors from a server.
+
+    ``lfm-retrieval serve`` (detected; ``POST /embed_multivector``) applies the prefixes, query
+    expansion and skiplist itself. Any other server is taken as llama.cpp's ``llama-server
+    --pooling none`` (``POST /embedding``: one vector per input token): the client applies PyLate's
+    rules to token ids (:class:`~lfm_retrieval.runtimes.colbert_rules.ColBERTRules`) and so needs the
+    model's local folder (its ``tokenizer.json`` and ColBERT settings). As in-process llama.cpp, such
+    a server cannot hide the query-expansion tokens from attention (PyLate's
+    ``attend_to_expansion_tokens=True``); documents are exact.
+    """
 
     def __init__(
         self,
@@ -302,22 +313,69 @@ class RemoteColBERTRuntime(RemoteRuntime):
         timeout: float = 60.0,
     ) -> None:
         super().__init__(base_url, api_key, headers, timeout)
-        info = serve_info(self.endpoint)
-        if info is None:
-            raise RemoteError(
-                f"{self.base_url} is not an lfm-retrieval server (no /info): ColBERT over HTTP needs "
-                "`lfm-retrieval serve --colbert MODEL`, whose /embed_multivector applies PyLate's rules"
-            )
-        served = served_model(info, "colbert", model, self.base_url)
-        self.server = "lfm-retrieval serve"
-        self.model_name = str(model) if model is not None else served["path"]
-        self.dimension = int(served["dimension"])
-        self.query_length = int(served["query_length"])
-        self.document_length = int(served["document_length"])
-        self.query_prefix = served.get("query_prefix", "")
-        self.document_prefix = served.get("document_prefix", "")
-        self.max_length = self.document_length
         self._load_tokenizer(model)
+        info = serve_info(self.endpoint)
+        if info is not None:
+            served = served_model(info, "colbert", model, self.base_url)
+            self.server = "lfm-retrieval serve"
+            self.model_name = str(model) if model is not None else served["path"]
+            self.dimension = int(served["dimension"])
+            self.query_length = int(served["query_length"])
+            self.document_length = int(served["document_length"])
+            self.query_prefix = served.get("query_prefix", "")
+            self.document_prefix = served.get("document_prefix", "")
+            self.rules = None
+        else:
+            self.server = "llama-server"
+            self.model_name = str(model)
+            self.rules = self._rules_of(model)
+            self.dimension = 0  # probed: one short document (also: is the server there at all)
+            probe = self.rules.model_ids(self._ids(["probe"])[0], Side.DOCUMENT)
+            self.dimension = int(self._token_vectors([probe])[0].shape[1])
+        self.max_length = self.document_length
+
+    def _rules_of(self, model: str | None) -> ColBERTRules:
+        folder = _folder(model)
+        if folder is None or self._tokenizer is None:
+            raise RemoteError(
+                f"{self.base_url} is not an lfm-retrieval server; ColBERT over another server (llama-server "
+                "--pooling none) needs the model's local folder for its tokenizer and ColBERT settings: "
+                "ColBERTEncoder('path/to/model', base_url=...)"
+            )
+        from lfm_retrieval.runtimes.colbert_rules import SKIPLIST_WORDS, ColBERTRules
+
+        config = _read_json(folder / "config_sentence_transformers.json")
+        tokens = _read_json(folder / "tokenizer_config.json")
+        self.query_prefix = config.get("query_prefix", "[Q] ")
+        self.document_prefix = config.get("document_prefix", "[D] ")
+        self.query_length = int(config.get("query_length", 32))
+        self.document_length = int(config.get("document_length", 512))
+        expansion = tokens.get("mask_token") or tokens.get("eos_token") or ""  # what PyLate pads queries with
+        expansion = expansion.get("content", "") if isinstance(expansion, dict) else expansion
+        expansion_id = self._token_id(expansion)
+        if expansion_id is None:
+            raise ModelLoadError(f"{self.model_name!r} names no mask or EOS token to expand queries with")
+        ids = {word: self._tokenizer.token_to_id(word) for word in config.get("skiplist_words", SKIPLIST_WORDS)}
+        return ColBERTRules(
+            query_prefix_id=self._token_id(self.query_prefix),
+            document_prefix_id=self._token_id(self.document_prefix),
+            expansion_id=expansion_id,
+            skiplist_ids=frozenset(i for i in ids.values() if i is not None),
+            query_length=self.query_length,
+            document_length=self.document_length,
+            do_query_expansion=bool(config.get("do_query_expansion", True)),
+        )
+
+    def _token_id(self, token: str) -> int | None:
+        if not token:
+            return None
+        found = self._tokenizer.token_to_id(token)
+        if found is None:
+            raise ModelLoadError(f"{self.model_name!r}: its tokenizer has no token {token!r}")
+        return found
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self._tokenizer.encode_batch(texts)]
 
     def token_lengths(self, texts: list[str], side: Side) -> tuple[list[int], int]:
         full = self._count(texts)
@@ -328,20 +386,47 @@ class RemoteColBERTRuntime(RemoteRuntime):
         return [min(n, limit) + 1 for n in full], truncated
 
     def encode_batch(self, texts: list[str], side: Side) -> list[np.ndarray]:
-        rows = self.endpoint.request("POST", "/embed_multivector", {"inputs": texts, "prompt_name": side.value})
-        if not isinstance(rows, list) or len(rows) != len(texts):
-            raise RemoteError(
-                f"{self.base_url}/embed_multivector answered {type(rows).__name__} for {len(texts)} texts"
-            )
-        arrays = []
-        for row in rows:
-            array = np.asarray(row, dtype=np.float32)
-            if array.ndim != 2 or array.shape[1] != self.dimension:
+        if self.rules is None:
+            rows = self.endpoint.request("POST", "/embed_multivector", {"inputs": texts, "prompt_name": side.value})
+            if not isinstance(rows, list) or len(rows) != len(texts):
+                raise RemoteError(f"{self.base_url}/embed_multivector answered {len(rows)} rows for {len(texts)} texts")
+            return [self._checked(row) for row in rows]
+        ids = [self.rules.model_ids(row, side) for row in self._ids(texts)]
+        outputs = self._token_vectors(ids)
+        return [out[self.rules.kept_rows(row, side)] for row, out in zip(ids, outputs, strict=True)]
+
+    def _token_vectors(self, ids: list[list[int]]) -> list[np.ndarray]:
+        """llama-server's ``/embedding`` with token ids in, one vector per token out."""
+        answer = self.endpoint.request("POST", "/embedding", {"content": ids})
+        try:
+            rows = [row["embedding"] for row in sorted(answer, key=lambda row: row["index"])]
+        except (KeyError, TypeError) as exc:
+            raise RemoteError(f"{self.base_url}/embedding answered without [{{index, embedding}}]: {exc!r}") from exc
+        arrays = [self._checked(row) for row in rows]
+        for row, array in zip(ids, arrays, strict=True):
+            if len(array) != len(row):
                 raise RemoteError(
-                    f"{self.base_url} answered token vectors of shape {array.shape}; expected (n, {self.dimension})"
+                    f"{self.base_url}/embedding gave {len(array)} vectors for {len(row)} tokens: "
+                    "start llama-server with --pooling none"
                 )
-            arrays.append(unit_rows(array))
         return arrays
+
+    def _checked(self, row: Any) -> np.ndarray:
+        try:
+            array = np.asarray(row, dtype=np.float32)
+        except ValueError as exc:
+            raise RemoteError(f"{self.base_url} answered token vectors of different lengths: {exc}") from exc
+        if array.ndim != 2 or (self.dimension and array.shape[1] != self.dimension):
+            raise RemoteError(
+                f"{self.base_url} answered token vectors of shape {array.shape}; expected (n, {self.dimension})"
+            )
+        if not np.isfinite(array).all():
+            raise RemoteError(f"{self.base_url} answered vectors with NaN or infinite values")
+        return unit_rows(array)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _folder(model: str | None) -> Path | None:
