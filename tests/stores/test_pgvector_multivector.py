@@ -23,9 +23,10 @@ from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite
 
 pytest.importorskip("lfm_retrieval_pgvector")
 pytest.importorskip("fastembed")
+psycopg = pytest.importorskip("psycopg")
 
-from stores.test_pgvector_store import with_table
-from test_muvera import clustered_corpus
+from stores.test_pgvector_store import with_table  # noqa: E402
+from test_muvera import clustered_corpus  # noqa: E402
 
 pytestmark = pytest.mark.one_stack
 
@@ -257,3 +258,35 @@ def test_copy_from_qdrant_edge_to_postgresql(kind, tmp_path, postgres_dsn):
     assert [h.key for h in destination.search(*args, 5)] == [h.key for h in source.search(*args, 5)]
     destination.close()
     source.close()
+
+
+@pytest.mark.parametrize(
+    ("kind", "indexed"), [("hybrid", "embedding halfvec_cosine_ops"), ("multivector", "muvera halfvec_ip_ops")]
+)
+def test_a_load_into_an_empty_table_builds_the_first_stage_index_after_it(open_kind, postgres_dsn, kind, indexed):
+    tokens = CollectionSpec(8, model="c", kind="multivector", vector_type="float16")
+    spec = tokens if kind == "multivector" else HybridSpec(CollectionSpec(8, model="d", vector_type="float16"), tokens)
+    store = open_kind(kind)
+    store.ensure_collection(spec)
+    rng = np.random.default_rng(2)
+    records = [
+        Record(f"k{i}", None if kind == "multivector" else rng.normal(size=8), {}, "", rng.normal(size=(3, 8)))
+        for i in range(50)
+    ]
+    with store.bulk_load():
+        store.upsert(records[:25])
+        with psycopg.connect(postgres_dsn) as conn:
+            assert not conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (store.layout.hnsw_index,)
+            ).fetchall()
+        store.upsert(records[25:])
+    with psycopg.connect(postgres_dsn) as conn:
+        [[definition]] = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (store.layout.hnsw_index,)
+        ).fetchall()
+        storage = conn.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'tokens'",
+            (store.layout.table,),
+        ).fetchone()[0]
+    assert f"USING hnsw ({indexed})" in definition and storage == "e", (definition, storage)
+    assert store.count() == 50
