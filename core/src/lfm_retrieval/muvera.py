@@ -112,7 +112,8 @@ class Muvera:
         padded[real] = np.concatenate(arrays)
         bits = 1 << np.arange(self.k_sim)
         # Hamming distance between cluster ids: popcount of their XOR.
-        hamming = encoder._cluster_id_popcounts[np.arange(parts)[:, None] ^ np.arange(parts)[None, :]]
+        ids = np.arange(parts)
+        hamming = np.array([bin(x).count("1") for x in range(parts)])[ids[:, None] ^ ids[None, :]]
         blocks = []
         for rep, simhash in enumerate(encoder.simhash_projections):
             cluster = ((padded @ simhash.simhash_vectors) > 0) @ bits  # (texts, tokens)
