@@ -18,7 +18,7 @@ from lfm_retrieval.cli import app
 from lfm_retrieval.data import SAMPLE_CATALOG
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
 from lfm_retrieval.scoring import maxsim_scores
-from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, Store, copy_collection, open_store
+from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, Store, copy_collection, copy_uri, open_store
 from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite, exact_store, unique_name
 
 pytest.importorskip("lfm_retrieval_pgvector")
@@ -246,7 +246,8 @@ def test_copy_from_qdrant_edge_to_postgresql(kind, tmp_path, postgres_dsn):
     source = open_store(f"qdrant+edge://{tmp_path}/edge/src", kind=kind)
     source.ensure_collection(SPECS[kind])
     source.upsert(_records(150, kind))
-    destination = open_store(with_table(postgres_dsn, table_name(f"copy_{kind[:5]}")), kind=kind)
+    target = with_table(postgres_dsn, table_name(f"copy_{kind[:5]}"))
+    destination = open_store(target, kind=kind)
     report = copy_collection(source, destination, batch_size=64, progress=False)
     assert (report.copied, report.total) == (150, 150)
     assert destination.collection_spec() == SPECS[kind]
@@ -256,6 +257,10 @@ def test_copy_from_qdrant_edge_to_postgresql(kind, tmp_path, postgres_dsn):
     query = _records(1, kind, seed=9)[0]
     args = (query.token_vectors,) if kind == "multivector" else (query.vector, query.token_vectors)
     assert [h.key for h in destination.search(*args, 5)] == [h.key for h in source.search(*args, 5)]
+    back = f"memory://back-from-pg-{kind}-{tmp_path.name}"
+    assert copy_uri(target, back, progress=False).copied == 150  # found as its kind
+    with open_store(back, kind=kind) as copied:
+        assert_same_collection(source, copied)
     destination.close()
     source.close()
 
