@@ -2,7 +2,18 @@
 
 from lfm_retrieval.stores.base import DenseStore, FilterSpec, HybridStore, MultiVectorStore, Store, TokenVectors
 from lfm_retrieval.stores.copy import CopyReport, copy_collection, copy_uri
-from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range, matches, parse_filter
+from lfm_retrieval.stores.filters import (
+    And,
+    Eq,
+    FilterTranslator,
+    In,
+    Node,
+    Not,
+    Or,
+    Range,
+    matches,
+    parse_filter,
+)
 from lfm_retrieval.stores.records import (
     AnySpec,
     CollectionSpec,
@@ -35,12 +46,14 @@ __all__ = [
     "DenseStore",
     "Eq",
     "FilterSpec",
+    "FilterTranslator",
     "Hit",
     "HybridSpec",
     "HybridStore",
     "In",
     "MultiVectorStore",
     "Node",
+    "Not",
     "Or",
     "Range",
     "Record",

@@ -16,7 +16,7 @@ import numpy as np
 from lfm_retrieval.encoders.base import unit_rows
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import DenseStore, HybridStore, MultiVectorStore, Store
-from lfm_retrieval.stores.filters import Node, matches
+from lfm_retrieval.stores.filters import Node, predicate
 from lfm_retrieval.stores.records import AnySpec, Hit, Record
 from lfm_retrieval.stores.registry import serves
 
@@ -83,10 +83,12 @@ class _MemoryCollection(Store):
         return records
 
     def _count(self, filter: Node | None) -> int:
-        return sum(matches(filter, row[2]) for row in self._data["rows"].values())
+        holds = predicate(filter)
+        return sum(holds(row[2]) for row in self._data["rows"].values())
 
     def _matching(self, filter: Node | None) -> list[tuple[str, tuple]]:
-        return [(rid, row) for rid, row in self._data["rows"].items() if matches(filter, row[2])]
+        holds = predicate(filter)
+        return [(rid, row) for rid, row in self._data["rows"].items() if holds(row[2])]
 
 
 def _top(rows: list[tuple[str, tuple]], scores: np.ndarray, k: int) -> list[Hit]:

@@ -121,6 +121,7 @@ TRICKY_FILTERS: list[dict[str, Any]] = [
     *({key: value} for key in TRICKY_KEYS for value in ("red", INJECTION)),
     {"v": {"in": [1]}},
     {"v": {"in": [True, "red"]}},
+    {"v": {"in": [1, True]}},
     {"v": {"in": ["1", "true", INJECTION, 'v"\\', "new\nline"]}},
     {"v": {"in": [BIG + 1, 1234567890123456789, -7, 2.5]}},
     {"v": {"gte": 0}},
@@ -130,6 +131,22 @@ TRICKY_FILTERS: list[dict[str, Any]] = [
     {"$or": [{"v": True}, {"v": "red"}, {INJECTION: INJECTION}]},
     {"$and": [{"v": {"gte": 0}}, {"$or": [{"v": 1}, {"v": 2.5}]}]},
     {"missing": "red"},
+    # negations: a record without the field (or of another type) matches them
+    {"v": {"ne": 1}},
+    {"v": {"ne": True}},
+    {"v": {"ne": "red"}},
+    {"v": {"ne": BIG + 1}},
+    {"v": {"nin": [1, "red", INJECTION]}},
+    {"v": {"nin": [True, 2.5, 1234567890123456789]}},
+    {"missing": {"ne": "red"}},
+    {"missing": {"nin": ["red", 1]}},
+    {INJECTION: {"ne": INJECTION}},
+    {"$not": {"v": {"gte": 0}}},
+    {"$not": {"$or": [{"v": "red"}, {"a.b": "red"}]}},
+    {"$not": {"$not": {"v": {"in": [1, "1"]}}}},
+    {"v": {"ne": 1, "gt": -10}},
+    {"$or": [{"v": {"nin": [1, True]}}, {"v": 1}]},
+    {"$and": [{"v": {"ne": "red"}}, {"$not": {"v": {"lt": 1}}}]},
 ]
 #: A payload every store must hand back exactly (types included).
 ROUND_TRIP = {

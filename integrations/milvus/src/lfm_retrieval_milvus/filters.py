@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range, Scalar
+from lfm_retrieval.stores.filters import Eq, FilterTranslator, In, Node, Range, Scalar
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT_MAX = "1.7976931348623157e+308"
@@ -33,8 +33,16 @@ class Never:
         return "NEVER"
 
 
+class Always:
+    """An expression that matches every record (a negated ``NEVER``; ``and`` drops it)."""
+
+    def __repr__(self) -> str:
+        return "ALWAYS"
+
+
 NEVER = Never()
-Expression = str | Never
+ALWAYS = Always()
+Expression = str | Never | Always
 
 
 def string_literal(text: str) -> str:
@@ -81,13 +89,20 @@ def _all(items: Iterable[Expression]) -> Expression:
     for item in items:
         if isinstance(item, Never):
             return NEVER
-        if item not in parts:
+        if isinstance(item, str) and item not in parts:
             parts.append(item)
+    if not parts:
+        return ALWAYS
     return parts[0] if len(parts) == 1 else " and ".join(f"({part})" for part in parts)
 
 
 def _any(items: Iterable[Expression]) -> Expression:
-    parts = [item for item in dict.fromkeys(items) if not isinstance(item, Never)]
+    parts: list[str] = []
+    for item in items:
+        if isinstance(item, Always):
+            return ALWAYS
+        if isinstance(item, str) and item not in parts:
+            parts.append(item)
     if not parts:
         return NEVER
     return parts[0] if len(parts) == 1 else " or ".join(f"({part})" for part in parts)
@@ -102,37 +117,55 @@ def _kind(value: Scalar) -> str:
     return "int" if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX else "float"
 
 
-class ExpressionBuilder:
+class ExpressionBuilder(FilterTranslator[Expression]):
     """Translate a filter tree into an expression over the JSON field ``field``.
 
     ``in_lists``: write membership as ``x in [...]`` (Milvus server) rather than a chain of
     ``x == ...`` (Milvus Lite cannot apply ``in`` to a JSON key).
+    ``negations``: write a negation as ``not (...)`` (default: as ``in_lists``). Milvus Lite
+    needs False: its expressions select a superset, which ``not`` would turn into a subset,
+    so there a negation selects every record and the store's ``matches`` post-filter decides.
     """
 
-    def __init__(self, field: str = "metadata", *, in_lists: bool = True) -> None:
+    def __init__(self, field: str = "metadata", *, in_lists: bool = True, negations: bool | None = None) -> None:
         self.field = field
         self.in_lists = in_lists
+        self.negations = in_lists if negations is None else negations
 
     def build(self, node: Node | None) -> Expression | None:
-        """The expression for ``node``; None for no filter, NEVER when nothing can match."""
-        return None if node is None else self._node(node)
+        """The expression for ``node``; None for no filter (or one every record matches), NEVER when none can."""
+        expression = None if node is None else self.translate(node)
+        return None if isinstance(expression, Always) else expression
 
-    def _node(self, node: Node) -> Expression:
-        if isinstance(node, And):
-            return _all(self._node(item) for item in node.items)
-        if isinstance(node, Or):
-            return _any(self._node(item) for item in node.items)
-        if not _storable(node.field):
+    def _path(self, field: str) -> str | None:
+        return json_path(self.field, field) if _storable(field) else None
+
+    def equals(self, node: Eq) -> Expression:
+        path, literal = self._path(node.field), scalar_literal(node.value)
+        return NEVER if path is None or literal is None else f"{path} == {literal}"
+
+    def member(self, node: In) -> Expression:
+        path = self._path(node.field)
+        return NEVER if path is None else self._membership(path, node.values)
+
+    def range(self, node: Range) -> Expression:
+        path = self._path(node.field)
+        return NEVER if path is None else self._range(path, node)
+
+    def all_of(self, items: list[Expression]) -> Expression:
+        return _all(items)
+
+    def any_of(self, items: list[Expression]) -> Expression:
+        return _any(items)
+
+    def negate(self, item: Expression) -> Expression:
+        if not self.negations:  # `item` may be a superset (even ALWAYS): only "every record" is sure to cover
+            return ALWAYS
+        if isinstance(item, Never):
+            return ALWAYS
+        if isinstance(item, Always):
             return NEVER
-        path = json_path(self.field, node.field)
-        if isinstance(node, Eq):
-            literal = scalar_literal(node.value)
-            return NEVER if literal is None else f"{path} == {literal}"
-        if isinstance(node, In):
-            return self._membership(path, node.values)
-        if isinstance(node, Range):
-            return self._range(path, node)
-        raise TypeError(f"not a filter node: {node!r}")
+        return f"not ({item})"
 
     def _membership(self, path: str, values: tuple[Scalar, ...]) -> Expression:
         groups: dict[str, list[str]] = {}

@@ -21,19 +21,17 @@ from typing import Any
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range
+from lfm_retrieval.stores.filters import Eq, FilterTranslator, In, Node, Range
 
-_FALSE = sql.SQL("false")
 _TRUE = sql.SQL("true")
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def filter_sql(node: Node | None, column: str = "metadata") -> tuple[sql.Composable, list[Any]]:
     """``(condition, params)`` for a WHERE clause; ``true`` for no filter."""
-    params: list[Any] = []
     if node is None:
-        return _TRUE, params
-    return _build(node, sql.Identifier(column), params), params
+        return _TRUE, []
+    return SqlFilters().translate(node).apply(sql.Identifier(column))
 
 
 def _storable(value: Any) -> bool:
@@ -41,9 +39,35 @@ def _storable(value: Any) -> bool:
     return not (isinstance(value, float) and math.isinf(value))
 
 
-def _contains(column: sql.Identifier, field: str, value: Any, params: list[Any]) -> sql.Composable:
-    params.append(Jsonb({field: value}))
-    return sql.SQL("{} @> {}").format(column, sql.Placeholder())
+class Fragment:
+    """A condition whose SQL text is built once the column is known, with its parameters in text order."""
+
+    def __init__(self, template: str, *parts: Fragment | Any, params: tuple[Any, ...] = ()) -> None:
+        self.template, self.parts, self.params = template, parts, params
+
+    def apply(self, column: sql.Identifier) -> tuple[sql.Composable, list[Any]]:
+        """``(condition, params)`` over ``column``; ``{column}`` in the template names it."""
+        params: list[Any] = []
+        composed = self._compose(column, params)
+        return composed, params
+
+    def _compose(self, column: sql.Identifier, params: list[Any]) -> sql.Composable:
+        params.extend(self.params)
+        parts = [part._compose(column, params) if isinstance(part, Fragment) else part for part in self.parts]
+        return sql.SQL(self.template).format(*parts, column=column)
+
+
+_NEVER = Fragment("false")
+
+
+def _joined(items: list[Fragment], joiner: str) -> Fragment:
+    if len(items) == 1:
+        return items[0]
+    return Fragment("(" + f" {joiner} ".join("{}" for _ in items) + ")", *items)
+
+
+def _contains(field: str, value: Any) -> Fragment:
+    return Fragment("{column} @> {}", sql.Placeholder(), params=(Jsonb({field: value}),))
 
 
 def _bound(value: float) -> Decimal | int:
@@ -51,43 +75,48 @@ def _bound(value: float) -> Decimal | int:
     return value if isinstance(value, int) else Decimal(repr(float(value)))
 
 
-def _range(column: sql.Identifier, node: Range, params: list[Any]) -> sql.Composable:
-    tests: list[sql.Composable] = []
-    local: list[Any] = [node.field]  # the jsonb_typeof test comes first in the SQL text
-    for op, symbol in _COMPARISONS.items():
-        bound = getattr(node, op)
-        if bound is None:
-            continue
-        if math.isinf(bound):
-            # x > -inf holds for every number; x > +inf for none (stored JSON has no infinities).
-            if (bound > 0) == (op in ("gt", "gte")):
-                return _FALSE
-            continue
-        local += [node.field, _bound(bound)]
-        tests.append(
-            sql.SQL("({} -> {})::numeric {} {}::numeric").format(
-                column, sql.Placeholder(), sql.SQL(symbol), sql.Placeholder()
-            )
-        )
-    params.extend(local)
-    comparison = sql.SQL(" AND ").join(tests) if tests else _TRUE
-    return sql.SQL("(CASE WHEN jsonb_typeof({} -> {}) = 'number' THEN {} ELSE false END)").format(
-        column, sql.Placeholder(), comparison
-    )
+class SqlFilters(FilterTranslator[Fragment]):
+    """The portable tree as parameterised SQL over a JSONB column (see the module's notes)."""
 
+    def equals(self, node: Eq) -> Fragment:
+        return _contains(node.field, node.value) if _storable(node.value) else _NEVER
 
-def _build(node: Node, column: sql.Identifier, params: list[Any]) -> sql.Composable:
-    if isinstance(node, (And, Or)):
-        parts = [_build(item, column, params) for item in node.items]
-        joiner = sql.SQL(" AND ") if isinstance(node, And) else sql.SQL(" OR ")
-        return sql.SQL("({})").format(joiner.join(parts))
-    if isinstance(node, Eq):
-        return _contains(column, node.field, node.value, params) if _storable(node.value) else _FALSE
-    if isinstance(node, In):
+    def member(self, node: In) -> Fragment:
         values = [value for value in node.values if _storable(value)]
-        if not values:
-            return _FALSE
-        return sql.SQL("({})").format(sql.SQL(" OR ").join(_contains(column, node.field, v, params) for v in values))
-    if isinstance(node, Range):
-        return _range(column, node, params)
-    raise TypeError(f"not a filter node: {node!r}")
+        return _joined([_contains(node.field, v) for v in values], "OR") if values else _NEVER
+
+    def range(self, node: Range) -> Fragment:
+        tests: list[Fragment] = []
+        for op, symbol in _COMPARISONS.items():
+            bound = getattr(node, op)
+            if bound is None:
+                continue
+            if math.isinf(bound):
+                # x > -inf holds for every number; x > +inf for none (stored JSON has no infinities).
+                if (bound > 0) == (op in ("gt", "gte")):
+                    return _NEVER
+                continue
+            tests.append(
+                Fragment(
+                    "({column} -> {})::numeric " + symbol + " {}::numeric",
+                    sql.Placeholder(),
+                    sql.Placeholder(),
+                    params=(node.field, _bound(bound)),
+                )
+            )
+        comparison = _joined(tests, "AND") if tests else Fragment("true")
+        return Fragment(
+            "(CASE WHEN jsonb_typeof({column} -> {}) = 'number' THEN {} ELSE false END)",
+            sql.Placeholder(),
+            comparison,
+            params=(node.field,),
+        )
+
+    def all_of(self, items: list[Fragment]) -> Fragment:
+        return _joined(items, "AND")
+
+    def any_of(self, items: list[Fragment]) -> Fragment:
+        return _joined(items, "OR")
+
+    def negate(self, item: Fragment) -> Fragment:
+        return Fragment("(({}) IS NOT TRUE)", item)

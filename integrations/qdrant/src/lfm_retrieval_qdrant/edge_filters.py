@@ -13,7 +13,7 @@ engine's classes, written once from the portable tree:
   its neighbours, since they round to the same float: 2**53 + 1 to 2**53), which matches
   integer payloads exactly (a float payload of such a value is not matched);
 * membership splits its values into the same conditions, joined by ``should``;
-* ``And`` is ``must``, ``Or`` is ``should``.
+* ``And`` is ``must``, ``Or`` is ``should``, ``Not`` is ``must_not`` (a point without the field satisfies it).
 
 As on a server, a condition matches each element of an array value; keep filtered fields scalar.
 """
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range, Scalar
+from lfm_retrieval.stores.filters import Eq, FilterTranslator, In, Node, Range, Scalar
 from lfm_retrieval_qdrant.layout import field_path
 
 #: Integers below this magnitude are exact as floats, and no other integer rounds to them.
@@ -58,26 +58,34 @@ def _bound(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def condition(node: Node) -> Any:
-    """One qdrant-edge condition (a field condition or a nested filter) for a filter node."""
-    if isinstance(node, And):
-        return qe.Filter(must=[condition(item) for item in node.items])
-    if isinstance(node, Or):
-        return qe.Filter(should=[condition(item) for item in node.items])
-    path = field_path(node.field)
-    if isinstance(node, Eq):
-        return _equals(path, node.value)
-    if isinstance(node, In):
-        return _member(path, node.values)
-    if isinstance(node, Range):
+class EdgeFilters(FilterTranslator[Any]):
+    """The portable tree as qdrant-edge conditions (field conditions or nested filters)."""
+
+    def equals(self, node: Eq) -> Any:
+        return _equals(field_path(node.field), node.value)
+
+    def member(self, node: In) -> Any:
+        return _member(field_path(node.field), node.values)
+
+    def range(self, node: Range) -> Any:
         bounds = {"gt": node.gt, "gte": node.gte, "lt": node.lt, "lte": node.lte}
-        return qe.FieldCondition(key=path, range=qe.RangeFloat(**{k: _bound(v) for k, v in bounds.items()}))
-    raise TypeError(f"not a filter node: {node!r}")
+        return qe.FieldCondition(
+            key=field_path(node.field), range=qe.RangeFloat(**{k: _bound(v) for k, v in bounds.items()})
+        )
+
+    def all_of(self, items: list[Any]) -> Any:
+        return qe.Filter(must=items)
+
+    def any_of(self, items: list[Any]) -> Any:
+        return qe.Filter(should=items)
+
+    def negate(self, item: Any) -> Any:
+        return qe.Filter(must_not=[item])
 
 
 def to_edge(node: Node | None) -> Any:
     """The ``qdrant_edge.Filter`` of a parsed portable filter (None for no filter)."""
     if node is None:
         return None
-    translated = condition(node)
+    translated = EdgeFilters().translate(node)
     return translated if isinstance(translated, qe.Filter) else qe.Filter(must=[translated])

@@ -15,7 +15,8 @@ The translation keeps the portable semantics of ``lfm_retrieval.stores.matches``
   A float payload of such an integral value is not matched by it (floats that large are
   not ids; keep such fields integers);
 * membership splits its values by type into the same conditions, joined by ``should``;
-* ``And`` is ``must``, ``Or`` is ``should`` (at least one).
+* ``And`` is ``must``, ``Or`` is ``should`` (at least one), ``Not`` is ``must_not`` (which
+  a point without the field satisfies, as the portable form wants).
 
 One difference stays: Qdrant matches a condition against each element of an array
 value, while the portable form compares whole values; keep filtered fields scalar.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from qdrant_client import models
 
-from lfm_retrieval.stores.filters import And, Eq, In, Node, Or, Range, Scalar
+from lfm_retrieval.stores.filters import Eq, FilterTranslator, In, Node, Range, Scalar
 from lfm_retrieval_qdrant.layout import field_path
 
 #: Floats hold every integer of smaller magnitude exactly.
@@ -58,31 +59,44 @@ def _match(path: str, values: list[str] | list[int]) -> models.Condition:
 def _member(path: str, values: tuple[Scalar, ...]) -> models.Condition:
     strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
     integers = list(dict.fromkeys(i for v in values if (i := _large_integer(v)) is not None))
-    others = list(dict.fromkeys(v for v in values if not isinstance(v, str) and _large_integer(v) is None))
+    # keyed by type too: True == 1 in Python, but a bool and a number are different values here
+    others = [
+        v
+        for _, v in dict.fromkeys(
+            (isinstance(v, bool), v) for v in values if not isinstance(v, str) and _large_integer(v) is None
+        )
+    ]
     conditions = [_match(path, group) for group in (strings, integers) if group]
     conditions.extend(_equals(path, v) for v in others)
     return conditions[0] if len(conditions) == 1 else models.Filter(should=conditions)
 
 
-def condition(node: Node) -> models.Condition:
-    """One Qdrant condition (a field condition or a nested filter) for a filter node."""
-    if isinstance(node, And):
-        return models.Filter(must=[condition(item) for item in node.items])
-    if isinstance(node, Or):
-        return models.Filter(should=[condition(item) for item in node.items])
-    path = field_path(node.field)
-    if isinstance(node, Eq):
-        return _equals(path, node.value)
-    if isinstance(node, In):
-        return _member(path, node.values)
-    if isinstance(node, Range):
-        return models.FieldCondition(key=path, range=models.Range(gt=node.gt, gte=node.gte, lt=node.lt, lte=node.lte))
-    raise TypeError(f"not a filter node: {node!r}")
+class QdrantFilters(FilterTranslator[models.Condition]):
+    """The portable tree as Qdrant conditions (field conditions or nested filters)."""
+
+    def equals(self, node: Eq) -> models.Condition:
+        return _equals(field_path(node.field), node.value)
+
+    def member(self, node: In) -> models.Condition:
+        return _member(field_path(node.field), node.values)
+
+    def range(self, node: Range) -> models.Condition:
+        bounds = models.Range(gt=node.gt, gte=node.gte, lt=node.lt, lte=node.lte)
+        return models.FieldCondition(key=field_path(node.field), range=bounds)
+
+    def all_of(self, items: list[models.Condition]) -> models.Condition:
+        return models.Filter(must=items)
+
+    def any_of(self, items: list[models.Condition]) -> models.Condition:
+        return models.Filter(should=items)
+
+    def negate(self, item: models.Condition) -> models.Condition:
+        return models.Filter(must_not=[item])
 
 
 def to_qdrant(node: Node | None) -> models.Filter | None:
     """The ``models.Filter`` of a parsed portable filter (None for no filter)."""
     if node is None:
         return None
-    translated = condition(node)
+    translated = QdrantFilters().translate(node)
     return translated if isinstance(translated, models.Filter) else models.Filter(must=[translated])
