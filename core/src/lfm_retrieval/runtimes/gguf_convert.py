@@ -23,6 +23,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from lfm_retrieval.errors import ModelLoadError
 
 # written by the converter itself
@@ -35,6 +37,10 @@ QUANTISER_TYPES = {
     "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
 }
 GGUF_TYPES = CONVERTER_TYPES + tuple(QUANTISER_TYPES)
+# The least cosine a converted file's vectors may have to the checkpoint's float32 torch vectors
+# (dense: per text, both sides; ColBERT: per document token); 4- to 6-bit types get a sanity floor.
+MIN_AGREEMENT = {"f32": 0.9999, "f16": 0.999, "bf16": 0.99, "q8_0": 0.99}
+QUANTISED_FLOOR = 0.9
 # Texts the tokenisation check compares (spaces, digits, punctuation, accents, CJK, emoji, newlines).
 TOKENIZER_CHECK_TEXTS = (
     "query: Wireless noise-cancelling headphones, 30 hours!",
@@ -126,9 +132,10 @@ def equivalent_pre_tokenizer(model_dir: str | Path) -> str | None:
     return None
 
 
-def convert(model_dir: str | Path, out: str | Path, outtype: str = "f16") -> Path:
+def convert(model_dir: str | Path, out: str | Path, outtype: str = "f16", *, verify: bool = True) -> Path:
     """Write ``model_dir`` (a sentence-transformers dense or PyLate ColBERT LFM2 folder) as GGUF ``out``
-    of type ``outtype`` (one of :data:`GGUF_TYPES`) and check its tokenisation; returns ``out``.
+    of type ``outtype`` (one of :data:`GGUF_TYPES`), check its tokenisation and (``verify``) its vectors
+    (:func:`check_vectors`); returns ``out``. A file that fails a check is deleted.
 
     The conversion runs in a child process (the converter imports torch and its own ``gguf``)."""
     model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser()
@@ -145,6 +152,8 @@ def convert(model_dir: str | Path, out: str | Path, outtype: str = "f16") -> Pat
         _run_converter(model_dir, out, outtype)
     try:
         check_tokenizer(model_dir, out)
+        if verify:
+            check_vectors(model_dir, out, outtype)
     except Exception:
         out.unlink(missing_ok=True)
         raise
@@ -203,6 +212,43 @@ def check_tokenizer(model_dir: str | Path, gguf_path: str | Path) -> None:
                 f"{str(gguf_path)!r} tokenises {text!r} as {got} but the checkpoint's tokenizer as {expected}: "
                 "the GGUF's pre-tokenizer does not match; not written"
             )
+
+
+def check_vectors(model_dir: str | Path, gguf_path: str | Path, outtype: str) -> float:
+    """Encode :data:`TOKENIZER_CHECK_TEXTS` with the checkpoint (torch, float32) and with the GGUF, and
+    refuse the GGUF below :data:`MIN_AGREEMENT`; returns the least cosine. Dense: per text, both sides.
+    ColBERT: per document token (llama.cpp's queries differ by design: docs/runtimes/gguf.md)."""
+    from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
+    from lfm_retrieval.encoders.batching import Side
+    from lfm_retrieval.runtimes.gguf import GGUFColBERTRuntime, GGUFDenseRuntime
+
+    model_dir, texts = Path(model_dir), list(TOKENIZER_CHECK_TEXTS)
+    modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").is_file() else []
+    if any(module.get("type", "").endswith("Dense") for module in modules):
+        settings = json.loads((model_dir / "config_sentence_transformers.json").read_text())
+        keys = ("query_prefix", "document_prefix", "query_length", "document_length", "skiplist_words")
+        gguf = GGUFColBERTRuntime(gguf_path, **{key: settings[key] for key in keys if key in settings})
+        pairs = list(zip(ColBERTEncoder(str(model_dir), quantize=None).encode_documents(texts),
+                         gguf.encode_batch(texts, Side.DOCUMENT), strict=True))  # fmt: skip
+    else:
+        reference = DenseEncoder(str(model_dir), quantize=None)
+        prompts = {side.value: prompt for side, prompt in reference.runtime.prompts.items()}
+        gguf = GGUFDenseRuntime(gguf_path, prompts=prompts, max_length=reference.max_length)
+        pairs = [
+            (theirs, ours)
+            for encode, side in ((reference.encode_queries, Side.QUERY), (reference.encode_documents, Side.DOCUMENT))
+            for theirs, ours in zip(encode(texts), gguf.encode_batch(texts, side), strict=True)
+        ]
+    if any(np.shape(theirs) != np.shape(ours) for theirs, ours in pairs):
+        raise ModelLoadError(f"{str(gguf_path)!r} gives other token counts than the checkpoint; not written")
+    least = min(float(np.min(np.sum(theirs * ours, axis=-1))) for theirs, ours in pairs)
+    floor = MIN_AGREEMENT.get(outtype, QUANTISED_FLOOR)
+    if least < floor:
+        raise ModelLoadError(
+            f"{str(gguf_path)!r} ({outtype}) agrees with the checkpoint at cosine {least:.5f} only "
+            f"(< {floor}); not written"
+        )
+    return least
 
 
 def _child(argv: list[str]) -> None:
