@@ -178,8 +178,14 @@ BAD = [
     ("/embed", {"inputs": {"a": 1}, "prompt_name": "query"}, 422, "must be a string or a list of strings"),
     ("/embed", {"inputs": ["x"] * 9, "prompt_name": "query"}, 413, "at most 8 per request"),
     ("/embed_multivector", {"inputs": [None], "prompt_name": "query"}, 422, "inputs[0] is None"),
-    ("/rerank", {"query": "", "texts": ["a"]}, 422, "query must be a non-empty string"),
+    ("/rerank", {"query": "", "texts": ["a"]}, 422, "query is empty or only whitespace"),
     ("/rerank", {"query": "q"}, 422, "texts is required"),
+    # options the server cannot honour are refused, never ignored
+    ("/embed", {"inputs": ["x"], "prompt_name": "query", "normalize": False}, 422, "normalize=false is not supported"),
+    ("/embed", {"inputs": ["x"], "prompt_name": "query", "truncate": False}, 422, "truncate=false is not supported"),
+    ("/embed_multivector", {"inputs": ["x"], "prompt_name": "query", "normalize": False}, 422, "normalize=false"),
+    ("/rerank", {"query": "q", "texts": ["a"], "raw_scores": False}, 422, "raw_scores=false is not supported"),
+    ("/rerank", {"query": "q", "texts": ["a"], "truncate": False}, 422, "truncate=false is not supported"),
     ("/search", {"store": "nope", "query": "q"}, 404, "no store named 'nope'"),
     ("/search", {"store": "dense", "query": "q", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ("/search", {"store": "dense", "query": "q", "filter": {"price": {"around": 3}}}, 422, "around"),
@@ -191,6 +197,16 @@ def test_bad_request_gets_4xx_naming_the_problem(server: Server, route: str, bod
     got = post(server, route, body)
     assert got.status_code == status, got.text
     assert message in got.json()["error"]
+
+
+def test_options_sent_with_the_served_value_are_accepted(server: Server, reference: tuple) -> None:
+    body = {"inputs": TEXTS, "prompt_name": "query", "normalize": True, "truncate": True}
+    got = post(server, "/embed", body)
+    assert got.status_code == 200, got.text
+    assert np.abs(np.asarray(got.json(), np.float32) - reference[0].encode_queries(TEXTS)).max() <= 1e-6
+    assert post(server, "/embed_multivector", body).status_code == 200
+    got = post(server, "/rerank", {"query": "q", "texts": TEXTS, "raw_scores": True, "truncate": True})
+    assert got.status_code == 200 and len(got.json()) == len(TEXTS)
 
 
 def test_over_long_body_and_bad_json(server: Server) -> None:

@@ -9,16 +9,16 @@ class InvalidTextError(LFMRetrievalError, ValueError):
     """A text to encode is not a non-empty string; the message names its position."""
 
 
-def check_query(query: object) -> str:
-    """Return ``query`` if it is a non-blank string, else raise InvalidTextError saying why
-    (for framework entry points that take one query, before any tokenizer sees it)."""
-    if query is None:
-        raise InvalidTextError("query is None; expected a non-empty string")
-    if not isinstance(query, str):
-        raise InvalidTextError(f"query is {type(query).__name__}; expected a non-empty string")
-    if not query.strip():
-        raise InvalidTextError("query is empty or only whitespace; expected a non-empty string")
-    return query
+def check_query(text: object, name: str = "query") -> str:
+    """Return ``text`` if it is a non-blank string, else raise InvalidTextError naming it as ``name``
+    (``"query"``, ``"texts[3]"``, ...): the one check of a text before any tokenizer sees it."""
+    if text is None:
+        raise InvalidTextError(f"{name} is None; expected a non-empty string")
+    if not isinstance(text, str):
+        raise InvalidTextError(f"{name} is {type(text).__name__}; expected a non-empty string")
+    if not text.strip():
+        raise InvalidTextError(f"{name} is empty or only whitespace; expected a non-empty string")
+    return text
 
 
 class ModelLoadError(LFMRetrievalError, OSError):

@@ -7,21 +7,18 @@ The CLI and the LangChain / LlamaIndex retrievers all call :func:`search_text` (
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.encoders.microbatch import aencode_query
 from lfm_retrieval.errors import CollectionMismatchError, check_query
 from lfm_retrieval.stores import FilterSpec, Hit, Store
-
-#: Which encoders each store kind needs to encode a query.
-NEEDS = {"dense": ("dense",), "multivector": ("colbert",), "hybrid": ("dense", "colbert")}
+from lfm_retrieval.stores.kinds import EncodedQuery, StoreKind
 
 
 def check_encoders(store: Store, dense: DenseEncoder | None, colbert: ColBERTEncoder | None) -> None:
     """ValueError naming what is missing when ``store``'s kind needs an encoder that was not given."""
     given = {"dense": dense, "colbert": colbert}
-    missing = [f"a {name} encoder" for name in NEEDS[store.kind] if given[name] is None]
+    missing = [f"a {name} encoder" for name in StoreKind.of(store).encoders if given[name] is None]
     if missing:
         raise ValueError(f"a {store.kind} store ({store.uri!r}) needs {' and '.join(missing)} to encode the query")
 
@@ -31,29 +28,20 @@ def check_models(store: Store, dense: DenseEncoder | None, colbert: ColBERTEncod
 
     Reads the collection's spec (once per store object): LookupError if it does not exist."""
     check_encoders(store, dense, colbert)
-    spec = store.collection_spec()
-    parts = {"dense": [(spec, dense)], "multivector": [(spec, colbert)]}.get(store.kind)
-    if parts is None:  # hybrid
-        parts = [(spec.dense, dense), (spec.multivector, colbert)]
-    for part, encoder in parts:
-        if part.model and encoder.model_id != part.model:
+    given = {"dense": dense, "colbert": colbert}
+    for part, name in StoreKind.of(store).spec_parts(store.collection_spec()):
+        encoder = given[name]
+        if part.model and encoder is not None and encoder.model_id != part.model:
             raise CollectionMismatchError(
                 f"collection {store.uri!r} holds vectors of {part.model!r}, not of {encoder.model_id!r} "
                 "(the query encoder); nothing was searched"
             )
 
 
-def _encode(text: str, dense: DenseEncoder | None, colbert: ColBERTEncoder | None) -> tuple[Any, Any]:
+def _encode(text: str, dense: DenseEncoder | None, colbert: ColBERTEncoder | None) -> EncodedQuery:
     vector = dense.encode_queries([text])[0] if dense is not None else None
     tokens = colbert.encode_queries([text])[0] if colbert is not None else None
-    return vector, tokens
-
-
-def _search(store: Store, vector: Any, tokens: Any, k: int, filter: FilterSpec, prefetch: int) -> tuple[tuple, dict]:
-    """The arguments of ``store.search`` / ``store.asearch`` for its kind."""
-    if store.kind == "hybrid":
-        return (vector, tokens, k, filter), {"prefetch": prefetch}
-    return ((tokens,) if store.kind == "multivector" else (vector,)) + (k, filter), {}
+    return EncodedQuery(vector, tokens)
 
 
 def search_text(
@@ -75,9 +63,7 @@ def search_text(
     """
     check_query(text)
     check_models(store, dense, colbert)
-    vector, tokens = _encode(text, dense, colbert)
-    args, options = _search(store, vector, tokens, k, filter, prefetch)
-    return store.search(*args, **options)  # type: ignore[attr-defined]
+    return StoreKind.of(store).search(store, _encode(text, dense, colbert), k, filter, prefetch)
 
 
 async def asearch_text(
@@ -86,16 +72,17 @@ async def asearch_text(
     *,
     dense: DenseEncoder | None = None,
     colbert: ColBERTEncoder | None = None,
-    **search: Any,
+    k: int = 10,
+    filter: FilterSpec = None,
+    prefetch: int = 100,
 ) -> list[Hit]:
-    """Async :func:`search_text` (``k``, ``filter``, ``prefetch`` as there): the model check in a
-    worker thread, the query encoded through the encoders' micro-batchers (concurrent queries
-    share model calls, no thread per call), then the store's ``asearch``."""
+    """Async :func:`search_text`: the model check in a worker thread, the query encoded through
+    the encoders' micro-batchers (concurrent queries share model calls, no thread per call),
+    then the store's ``asearch``."""
     check_query(text)
     await asyncio.to_thread(check_models, store, dense, colbert)
-    vector, tokens = await aencode_query(text, dense, colbert)
-    args, options = _search(store, vector, tokens, **{"k": 10, "filter": None, "prefetch": 100, **search})
-    return await store.asearch(*args, **options)
+    query = EncodedQuery(*await aencode_query(text, dense, colbert))
+    return await StoreKind.of(store).asearch(store, query, k, filter, prefetch)
 
 
 def hit_text(hit: Hit, text_field: str, where: str) -> str:

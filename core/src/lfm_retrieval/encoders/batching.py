@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import islice
 
-from lfm_retrieval.errors import InvalidTextError
+from lfm_retrieval.errors import InvalidTextError, check_query
 
 
 class Side(str, Enum):
@@ -28,17 +28,6 @@ class EncodeStats:
     model_calls: int = 0
 
 
-def check_text(text: object, position: int) -> str:
-    """Return ``text`` if it is a non-blank string, else raise naming ``position``."""
-    if text is None:
-        raise InvalidTextError(f"texts[{position}] is None; expected a non-empty string")
-    if not isinstance(text, str):
-        raise InvalidTextError(f"texts[{position}] is {type(text).__name__}; expected a non-empty string")
-    if not text.strip():
-        raise InvalidTextError(f"texts[{position}] is empty or only whitespace; expected a non-empty string")
-    return text
-
-
 def validated_chunks(texts: Iterable[str], chunk_size: int) -> Iterator[list[str]]:
     """Read ``texts`` lazily, ``chunk_size`` at a time, validating each one."""
     if isinstance(texts, str):
@@ -46,7 +35,7 @@ def validated_chunks(texts: Iterable[str], chunk_size: int) -> Iterator[list[str
     iterator = iter(texts)
     position = 0
     while chunk := list(islice(iterator, chunk_size)):
-        yield [check_text(text, position + i) for i, text in enumerate(chunk)]
+        yield [check_query(text, f"texts[{position + i}]") for i, text in enumerate(chunk)]
         position += len(chunk)
 
 

@@ -20,9 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder, Side
 from lfm_retrieval.encoders.microbatch import BatcherClosed, QueueFull
-from lfm_retrieval.errors import LFMRetrievalError
+from lfm_retrieval.errors import LFMRetrievalError, check_query
 from lfm_retrieval.scoring import rerank
-from lfm_retrieval.search import NEEDS, asearch_text, check_models
+from lfm_retrieval.search import asearch_text, check_models
 from lfm_retrieval.serve.metrics import Metrics
 from lfm_retrieval.serve.requests import (
     EmbedRequest,
@@ -30,11 +30,12 @@ from lfm_retrieval.serve.requests import (
     RequestError,
     RerankRequest,
     SearchRequest,
-    query_of,
+    check_options,
     side_of,
     texts_of,
 )
-from lfm_retrieval.stores import DenseStore, HybridStore, MultiVectorStore, Store
+from lfm_retrieval.stores import Store
+from lfm_retrieval.stores.kinds import StoreKind
 
 logger = logging.getLogger("uvicorn.error")  # shown with uvicorn's own start-up and shutdown lines
 ROUTES = ("/embed", "/v1/embeddings", "/embed_multivector", "/rerank", "/search", "/health", "/info", "/metrics")
@@ -163,15 +164,16 @@ class Service:
             self._check_store(name, store)
 
     def _check_store(self, name: str, store: Store) -> None:
-        if not isinstance(store, DenseStore | MultiVectorStore | HybridStore):
-            raise TypeError(f"store {name!r} is a {type(store).__name__}, not a dense, multivector or hybrid store")
-        for kind in NEEDS[store.kind]:
-            self.need(kind, f"store {name!r} ({store.kind})")
+        kind = StoreKind.of(store)
+        if not isinstance(store, kind.store_class):
+            raise TypeError(f"store {name!r} is a {type(store).__name__}, not a {kind} store")
+        for encoder in kind.encoders:
+            self.need(encoder, f"store {name!r} ({kind})")
         check_models(store, self.dense, self.colbert)
 
     def encoders_for(self, store: Store) -> dict[str, Any]:
         """The query encoders ``store``'s kind needs, as :func:`asearch_text` takes them."""
-        return {kind: getattr(self, kind) for kind in NEEDS[store.kind]}
+        return {name: getattr(self, name) for name in StoreKind.of(store).encoders}
 
     def need(self, kind: str, what: str) -> Any:
         """The encoder of ``kind``, or a 400 naming the missing model."""
@@ -277,14 +279,18 @@ def create_app(
         """Dense vectors, TEI's shape: ``{"inputs": [...], "prompt_name": "query" | "document"}``."""
         side = side_of(body.prompt_name, "prompt_name")
         texts = texts_of(body.inputs, "inputs", limits.max_inputs)
-        return JSON(await service.encode(service.need("dense", "/embed"), texts, side))
+        encoder = service.need("dense", "/embed")
+        check_options(body, normalize=getattr(encoder, "normalize", True), truncate=True)
+        return JSON(await service.encode(encoder, texts, side))
 
     @app.post("/embed_multivector")
     async def embed_multivector(body: EmbedRequest) -> JSON:
         """ColBERT token vectors: one (tokens, dim) list per input."""
         side = side_of(body.prompt_name, "prompt_name")
         texts = texts_of(body.inputs, "inputs", limits.max_inputs)
-        return JSON(list(await service.encode(service.need("colbert", "/embed_multivector"), texts, side)))
+        encoder = service.need("colbert", "/embed_multivector")
+        check_options(body, normalize=True, truncate=True)  # ColBERT token vectors are always unit length
+        return JSON(list(await service.encode(encoder, texts, side)))
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(body: OpenAIEmbeddingsRequest) -> JSON:
@@ -306,8 +312,9 @@ def create_app(
     @app.post("/rerank")
     async def rerank_texts(body: RerankRequest) -> JSON:
         """TEI's rerank: ``[{"index", "score"}]`` best first; ColBERT MaxSim (cosine without ColBERT)."""
-        query = query_of(body.query)
+        query = check_query(body.query)
         texts = texts_of(body.texts, "texts", limits.max_inputs)
+        check_options(body, raw_scores=True, truncate=True)
         encoder = service.colbert or service.dense
         query_vector = (await service.encode(encoder, [query], Side.QUERY))[0]
         documents = await service.encode(encoder, texts, Side.DOCUMENT)
@@ -324,7 +331,7 @@ def create_app(
         store = service.stores.get(body.store)
         if store is None:
             raise RequestError(f"no store named {body.store!r}; this server has {sorted(service.stores)}", 404)
-        query = query_of(body.query)
+        query = check_query(body.query)
         hits = await asearch_text(
             store, query, **service.encoders_for(store), k=body.k, filter=body.filter, prefetch=body.prefetch
         )

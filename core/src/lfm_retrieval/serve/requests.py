@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lfm_retrieval.encoders.batching import Side, check_text
-from lfm_retrieval.errors import InvalidTextError, LFMRetrievalError
+from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.errors import LFMRetrievalError, check_query
 
 SIDES = tuple(side.value for side in Side)
 
@@ -27,7 +27,9 @@ class EmbedRequest(BaseModel):
     inputs: Any = None
     prompt_name: Any = None
     normalize: bool = True
+    """Served as the model was loaded (unit length unless started otherwise); the other value is refused."""
     truncate: bool = True
+    """Only true: texts beyond the model's max_length are cut to it; false is refused."""
 
 
 class OpenAIEmbeddingsRequest(BaseModel):
@@ -49,8 +51,10 @@ class RerankRequest(BaseModel):
     query: Any = None
     texts: Any = None
     return_text: bool = False
-    raw_scores: bool = False
+    raw_scores: bool = True
+    """Only true: the scores are the raw MaxSim or cosine, with no activation; false is refused."""
     truncate: bool = True
+    """Only true, as in :class:`EmbedRequest`."""
 
 
 class SearchRequest(BaseModel):
@@ -84,15 +88,24 @@ def texts_of(value: Any, field: str, max_inputs: int) -> list[str]:
         raise RequestError(f"{field} is empty; send at least one text")
     if len(texts) > max_inputs:
         raise RequestError(f"{field} has {len(texts)} texts; this server takes at most {max_inputs} per request", 413)
-    try:
-        return [check_text(text, i) for i, text in enumerate(texts)]
-    except InvalidTextError as exc:
-        raise RequestError(f"{field}{str(exc).removeprefix('texts')}") from exc
+    return [check_query(text, f"{field}[{i}]") for i, text in enumerate(texts)]
 
 
-def query_of(value: Any, field: str = "query") -> str:
-    """One non-blank query string."""
-    if not isinstance(value, str) or not value.strip():
-        what = "missing" if value is None else "empty" if isinstance(value, str) else type(value).__name__
-        raise RequestError(f"{field} must be a non-empty string (got {what})")
-    return value
+#: Why a request option can take only the value the server serves.
+_ONLY = {
+    "normalize": "the server returns its model's vectors as loaded (normalisation is a start-up setting)",
+    "truncate": "texts longer than the model's max_length are cut to it; send shorter texts to keep every token",
+    "raw_scores": "the scores are the model's raw MaxSim or cosine similarities, with no activation to apply",
+}
+
+
+def check_options(body: BaseModel, **served: bool) -> None:
+    """A 422 for an option the request sets to a value other than the one this server serves
+    (``served``: option -> the served value); an option is never silently ignored."""
+    for option, value in served.items():
+        sent = getattr(body, option)
+        if option in body.model_fields_set and sent != value:
+            raise RequestError(
+                f"{option}={str(sent).lower()} is not supported: {_ONLY[option]} "
+                f"(omit {option} or send {str(value).lower()})"
+            )

@@ -13,6 +13,7 @@ from packaging.requirements import Requirement
 
 from lfm_retrieval.errors import StorePluginError
 from lfm_retrieval.stores.base import Store
+from lfm_retrieval.stores.kinds import KINDS, StoreKind
 
 ENTRY_POINT_GROUP = "lfm_retrieval.stores"
 #: Where an adapter offers the default store: a URI template with ``{folder}`` and ``{collection}``.
@@ -24,7 +25,6 @@ def available_schemes() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 
-KINDS = ("dense", "multivector", "hybrid")
 Opener = Callable[..., Store]
 
 
@@ -40,8 +40,7 @@ def serves(*kinds: str) -> Callable[[Opener], Opener]:
     def declare(opener: Opener) -> Opener:
         @functools.wraps(opener)
         def checked(uri: str, *, kind: str = "dense", **options: Any) -> Store:
-            if kind not in KINDS:
-                raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+            kind = StoreKind.of(kind).value  # the plain string, for the adapter
             if kind not in kinds:
                 raise ValueError(
                     f"{uri!r}: this store serves {' and '.join(kinds)} collections, not {kind} ones "
@@ -79,8 +78,7 @@ def open_store(uri: str | None = None, *, kind: str = "dense", **options: Any) -
     (a :class:`MultiVectorStore`, ColBERT MaxSim) or "hybrid" (a :class:`HybridStore`);
     an adapter that does not serve a kind refuses it (see :func:`serves`). ``options`` go
     to the adapter."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    kind = StoreKind.of(kind).value
     uri = default_store_uri() if uri is None else uri
     scheme = urlsplit(uri).scheme
     if not scheme:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -12,9 +12,9 @@ from pydantic import ConfigDict, Field, model_validator
 from langchain_lfm.embeddings import LFMEmbeddings
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.search import asearch_text, check_encoders, hit_text, search_text
-from lfm_retrieval.stores import DenseStore, Hit, HybridStore, MultiVectorStore, Store, open_store
+from lfm_retrieval.stores import Hit, Store, open_store
+from lfm_retrieval.stores.kinds import StoreKind
 
-StoreKind = Literal["dense", "multivector", "hybrid"]
 # Keyword arguments ``invoke`` may pass through to a search ("verbose" is LangChain's own).
 _SEARCH_OPTIONS = ("k", "filter", "prefetch")
 
@@ -83,11 +83,12 @@ class LFMRetriever(BaseRetriever):
 
     @model_validator(mode="after")
     def _check_encoders(self) -> LFMRetriever:
-        if not isinstance(self.store, DenseStore | MultiVectorStore | HybridStore):
+        kind = StoreKind.of(self.store)
+        if not isinstance(self.store, kind.store_class):
             raise TypeError(f"store must be a dense, multivector or hybrid store, not {type(self.store).__name__}")
-        if self.kind is not None and self.kind != self.store.kind:
-            raise ValueError(f"kind={self.kind!r} but {self.store.uri!r} is opened as a {self.store.kind} store")
-        self.kind = self.store.kind  # type: ignore[assignment]
+        if self.kind is not None and self.kind != kind:
+            raise ValueError(f"kind={self.kind.value!r} but {self.store.uri!r} is opened as a {kind} store")
+        self.kind = kind
         check_encoders(self.store, self.dense_encoder, self.colbert_encoder)
         return self
 

@@ -16,7 +16,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from langchain_lfm.embeddings import LFMEmbeddings
 from lfm_retrieval import ColBERTEncoder
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError, InvalidTextError, check_query
-from lfm_retrieval.search import NEEDS, hit_text
+from lfm_retrieval.search import hit_text
 from lfm_retrieval.stores import (
     AnySpec,
     CollectionSpec,
@@ -30,6 +30,7 @@ from lfm_retrieval.stores import (
     parse_filter,
     validate_records,
 )
+from lfm_retrieval.stores.kinds import EncodedQuery, StoreKind
 
 
 class LFMVectorStore(VectorStore):
@@ -76,8 +77,7 @@ class LFMVectorStore(VectorStore):
             kind, where = kind or "dense", store
         else:
             raise TypeError(f"store must be a store URI or a lfm_retrieval Store, not {type(store).__name__}")
-        if kind not in NEEDS:
-            raise ValueError(f"kind must be one of {', '.join(NEEDS)}, not {kind!r}")
+        kind = StoreKind.of(kind)
         if embedding is not None and not isinstance(embedding, Embeddings):
             raise TypeError(f"embedding must be a LangChain Embeddings, not {type(embedding).__name__}")
         if colbert is not None and not isinstance(colbert, ColBERTEncoder | str):
@@ -86,9 +86,9 @@ class LFMVectorStore(VectorStore):
             ("dense", embedding, "an", "embedding"),
             ("colbert", colbert, "a", "colbert"),
         ):
-            if given is None and name in NEEDS[kind]:
+            if given is None and name in kind.encoders:
                 raise ValueError(f"a {kind} LFMVectorStore ({where!r}) needs {article} {noun}=")
-            if given is not None and name not in NEEDS[kind]:
+            if given is not None and name not in kind.encoders:
                 raise ValueError(f"a {kind} LFMVectorStore ({where!r}) takes no {noun}= (see kind=)")
         if not isinstance(text_field, str) or not text_field:
             raise ValueError(f"text_field must be a non-empty string, not {text_field!r}")
@@ -391,11 +391,7 @@ class LFMVectorStore(VectorStore):
         except LookupError:
             return None
         if not self._checked:
-            parts = {"dense": [(spec, "dense")], "multivector": [(spec, "colbert")]}.get(self.kind) or [
-                (spec.dense, "dense"),
-                (spec.multivector, "colbert"),
-            ]
-            for part, side in parts:
+            for part, side in StoreKind.of(self.store).spec_parts(spec):
                 ours = self._dense_model() if side == "dense" else self.colbert.model_id
                 if part.model and part.model != ours:
                     raise CollectionMismatchError(
@@ -488,12 +484,8 @@ class LFMVectorStore(VectorStore):
 
     def _search(self, run_async: bool, vector: Any, tokens: Any, k: int, filter: FilterSpec, prefetch: int) -> Any:
         """``store.search`` (or the awaitable ``store.asearch``) with the arguments of its kind."""
-        if self.kind == "hybrid":
-            args: tuple = (vector, tokens, k, filter)
-            options = {"prefetch": prefetch}
-        else:
-            args, options = ((tokens,) if self.kind == "multivector" else (vector,)) + (k, filter), {}
-        return (self.store.asearch if run_async else self.store.search)(*args, **options)
+        kind, query = StoreKind.of(self.store), EncodedQuery(vector, tokens)
+        return (kind.asearch if run_async else kind.search)(self.store, query, k, filter, prefetch)
 
     def _scored(self, hits: list[Hit]) -> list[tuple[Document, float]]:
         return [(self._document(hit), hit.score) for hit in hits]
