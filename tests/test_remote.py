@@ -266,3 +266,26 @@ def test_colbert_over_llama_server_applies_pylates_rules_on_the_client(reference
             ColBERTEncoder(str(colbert_path), base_url=pooled.url)
     finally:
         pooled.stop()
+
+
+def test_the_framework_rerankers_run_on_a_server(reference, serve_url) -> None:
+    pytest.importorskip("langchain_lfm")
+    pytest.importorskip("llama_index.postprocessor.lfm")
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from langchain_lfm import LFMColBERTReranker
+    from llama_index.postprocessor.lfm import LFMColBERTRerank
+
+    colbert = reference[1]
+    documents = [Document(page_content=text) for text in DOCUMENTS]
+    local = LFMColBERTReranker.from_encoder(colbert, top_n=3).compress_documents(documents, QUERIES[0])
+    remote = LFMColBERTReranker(base_url=serve_url, top_n=3).compress_documents(documents, QUERIES[0])
+    assert [d.page_content for d in remote] == [d.page_content for d in local]
+    np.testing.assert_allclose(
+        [d.metadata["relevance_score"] for d in remote], [d.metadata["relevance_score"] for d in local], atol=1e-5
+    )
+    nodes = [NodeWithScore(node=TextNode(text=text), score=0.0) for text in DOCUMENTS]
+    served = LFMColBERTRerank(top_n=3, base_url=serve_url)
+    ranked = served.postprocess_nodes(nodes, query_str=QUERIES[0])
+    assert [n.node.get_content() for n in ranked] == [d.page_content for d in local]

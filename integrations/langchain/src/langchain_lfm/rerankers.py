@@ -44,7 +44,10 @@ class LFMColBERTReranker(BaseDocumentCompressor):
     batch_size: int | None = Field(default=None, ge=1)
     """Texts per forward pass (default: the encoder's per device, 32 on CPU and 512 on CUDA)."""
     encoder_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Other ``ColBERTEncoder`` arguments: ``backend``, ``dtype``, ``quantize="int8"``, ..."""
+    """Other ``ColBERTEncoder`` arguments: ``backend``, ``dtype``, ``quantize="int8"``, ``api_key``, ..."""
+    base_url: str | None = None
+    """URL of a server the token vectors come from (no model is loaded here): ``lfm-retrieval serve
+    --colbert``, or ``llama-server --pooling none`` with ``model`` the model's local folder."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -53,7 +56,8 @@ class LFMColBERTReranker(BaseDocumentCompressor):
 
     @model_validator(mode="after")
     def _validate_model(self) -> LFMColBERTReranker:
-        check_model_and_kwargs(self.model, ColBERTEncoder, self.encoder_kwargs)
+        if self.base_url is None:
+            check_model_and_kwargs(self.model, ColBERTEncoder, self.encoder_kwargs)
         return self
 
     @classmethod
@@ -71,8 +75,14 @@ class LFMColBERTReranker(BaseDocumentCompressor):
         if self._encoder is None:
             with self._lock:
                 if self._encoder is None:
+                    # against a server, an unnamed model is the server's own
+                    served = self.base_url is not None and "model" not in self.model_fields_set
                     self._encoder = ColBERTEncoder(
-                        self.model, device=self.device, batch_size=self.batch_size, **self.encoder_kwargs
+                        None if served else self.model,
+                        base_url=self.base_url,
+                        device=self.device,
+                        batch_size=self.batch_size,
+                        **self.encoder_kwargs,
                     )
         return self._encoder
 

@@ -42,13 +42,20 @@ class LFMColBERTRerank(BaseNodePostprocessor):
         *,
         device: str | None = None,
         encoder: ColBERTEncoder | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
         keep_retrieval_score: bool = False,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
-        """Load ``model_name``, or use an already loaded ``encoder`` (its model wins)."""
-        if encoder is None:
+        """Load ``model_name``, or use an already loaded ``encoder`` (its model wins), or the server at
+        ``base_url`` (``lfm-retrieval serve --colbert``; ``llama-server --pooling none`` with
+        ``model_name`` the model's local folder)."""
+        if encoder is None and base_url is not None:
+            served = None if model_name == LFM25_COLBERT else str(model_name)  # unnamed: the server's own
+            encoder = ColBERTEncoder(served, base_url=base_url, api_key=api_key)
+        elif encoder is None:
             encoder = ColBERTEncoder(str(model_name), device=device)
         super().__init__(
             model_name=encoder.model_name,
