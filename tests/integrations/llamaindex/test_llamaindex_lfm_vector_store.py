@@ -150,6 +150,30 @@ def test_vector_store_index_insert_filter_delete_reopen(
     assert_same(
         retrieved(index, QUERIES[2], 10, either), exact_top(minilm_embed, texts, QUERIES[2], 10, wanted.__contains__)
     )
+    # negations: != and nin, the `not` condition (none holds), and a field no node has (every node matches)
+    unwanted = MetadataFilters(
+        filters=[
+            MetadataFilter(key="key", value=wanted[0], operator=FilterOperator.NE),
+            MetadataFilter(key="key", value=wanted[1:4], operator=FilterOperator.NIN),
+        ]
+    )
+    assert_same(
+        retrieved(index, QUERIES[2], 10, unwanted),
+        exact_top(minilm_embed, texts, QUERIES[2], 10, lambda key: key not in wanted[:4]),
+    )
+    none_of = MetadataFilters(
+        filters=[
+            MetadataFilter(key="price", value=50.0, operator=FilterOperator.LTE),
+            MetadataFilter(key="key", value=wanted[:2], operator=FilterOperator.IN),
+        ],
+        condition="not",
+    )
+    assert_same(
+        retrieved(index, QUERIES[1], 5, none_of),
+        exact_top(minilm_embed, texts, QUERIES[1], 5, lambda key: prices[key] > 50 and key not in wanted[:2]),
+    )
+    absent = MetadataFilters(filters=[MetadataFilter(key="colour", value=["red"], operator=FilterOperator.NIN)])
+    assert_same(retrieved(index, QUERIES[0], K, absent), exact_top(minilm_embed, texts, QUERIES[0], K))
 
     # delete_ref_doc removes the document's nodes; the rest stays
     gone = retrieved(index, QUERIES[0], 1)[0][0]
@@ -298,16 +322,8 @@ def test_bad_input_refuses_the_whole_call(
     unchanged()
 
     # filters the portable form cannot express are refused naming the operator, before searching or deleting
-    for operator, name in (
-        (FilterOperator.NE, "'!='"),
-        (FilterOperator.NIN, "'nin'"),
-        (FilterOperator.TEXT_MATCH, "'text_match'"),
-    ):
-        filters = MetadataFilters(
-            filters=[
-                MetadataFilter(key="sku", value=["x"] if operator is FilterOperator.NIN else "x", operator=operator)
-            ]
-        )
+    for operator, name in ((FilterOperator.TEXT_MATCH, "'text_match'"), (FilterOperator.CONTAINS, "'contains'")):
+        filters = MetadataFilters(filters=[MetadataFilter(key="sku", value="x", operator=operator)])
         with pytest.raises(InvalidFilterError, match=name):
             vector_store.query(VectorStoreQuery(query_str="headphones", similarity_top_k=2, filters=filters))
         with pytest.raises(InvalidFilterError, match=name):

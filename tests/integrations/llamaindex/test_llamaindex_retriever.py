@@ -120,10 +120,21 @@ def test_metadata_filters_translation() -> None:
     assert to_portable_filter(nested) == {
         "$and": [{"brand": "acme"}, {"$or": [{"price": {"gt": 10}}, {"locale": {"in": ["en", "de"]}}]}]
     }
-    with pytest.raises(InvalidFilterError, match="'!='"):
-        to_portable_filter(MetadataFilters(filters=[MetadataFilter(key="a", value=1, operator=FilterOperator.NE)]))
-    with pytest.raises(InvalidFilterError, match="'not'"):
-        to_portable_filter(MetadataFilters(filters=[MetadataFilter(key="a", value=1)], condition="not"))
+    negations = MetadataFilters(
+        filters=[
+            MetadataFilter(key="a", value=1, operator=FilterOperator.NE),
+            MetadataFilter(key="b", value="x", operator=FilterOperator.NIN),
+        ]
+    )
+    assert to_portable_filter(negations) == {"$and": [{"a": {"ne": 1}}, {"b": {"nin": ["x"]}}]}
+    none_of = MetadataFilters(
+        filters=[MetadataFilter(key="a", value=1), MetadataFilter(key="b", value=2)], condition="not"
+    )
+    assert to_portable_filter(none_of) == {"$not": {"$or": [{"a": 1}, {"b": 2}]}}
+    with pytest.raises(InvalidFilterError, match="'text_match'"):
+        to_portable_filter(
+            MetadataFilters(filters=[MetadataFilter(key="a", value="x", operator=FilterOperator.TEXT_MATCH)])
+        )
 
 
 def test_retriever_from_uri_and_qdrant_local(rows: list[dict], dense: DenseEncoder, tmp_path: Path) -> None:

@@ -14,16 +14,29 @@ from lfm_retrieval import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.errors import InvalidFilterError
 from lfm_retrieval.search import asearch_text, hit_text, search_text
 from lfm_retrieval.stores import FilterSpec, Hit, Store, open_store, parse_filter
+from lfm_retrieval.stores.kinds import StoreKind
 from llama_index.embeddings.lfm import LFMEmbedding
 
-_RANGE_OPS = {FilterOperator.GT: "gt", FilterOperator.GTE: "gte", FilterOperator.LT: "lt", FilterOperator.LTE: "lte"}
+#: LlamaIndex operators and the portable filter's own (``==`` is written as the bare value).
+_OPERATORS = {
+    FilterOperator.NE: "ne",
+    FilterOperator.GT: "gt",
+    FilterOperator.GTE: "gte",
+    FilterOperator.LT: "lt",
+    FilterOperator.LTE: "lte",
+    FilterOperator.IN: "in",
+    FilterOperator.NIN: "nin",
+}
+_LISTS = (FilterOperator.IN, FilterOperator.NIN)
 
 
 def to_portable_filter(filters: MetadataFilters | FilterSpec) -> FilterSpec:
     """A LlamaIndex ``MetadataFilters`` as the project's portable filter (other forms unchanged).
 
-    Supported: ``==``, ``>``, ``>=``, ``<``, ``<=``, ``in`` and the ``and`` / ``or``
-    conditions, nested. Other operators raise InvalidFilterError naming them.
+    Supported: ``==``, ``!=``, ``>``, ``>=``, ``<``, ``<=``, ``in``, ``nin`` and the ``and`` /
+    ``or`` / ``not`` conditions (``not``: none of the filters holds, as in LlamaIndex), nested.
+    A node without the field matches ``!=`` and ``nin``. Other operators raise
+    InvalidFilterError naming them.
     """
     if not isinstance(filters, MetadataFilters):
         return filters
@@ -37,23 +50,19 @@ def to_portable_filter(filters: MetadataFilters | FilterSpec) -> FilterSpec:
         operator = FilterOperator(getattr(item, "operator", FilterOperator.EQ))
         if operator is FilterOperator.EQ:
             items.append({item.key: item.value})
-        elif operator in _RANGE_OPS:
-            items.append({item.key: {_RANGE_OPS[operator]: item.value}})
-        elif operator is FilterOperator.IN:
-            values = item.value if isinstance(item.value, list) else [item.value]
-            items.append({item.key: {"in": values}})
+        elif operator in _OPERATORS:
+            value = item.value if operator not in _LISTS or isinstance(item.value, list) else [item.value]
+            items.append({item.key: {_OPERATORS[operator]: value}})
         else:
             raise InvalidFilterError(
                 f"the portable filter form cannot express the {operator.value!r} operator on {item.key!r}; "
-                "supported: ==, >, >=, <, <=, in (and/or conditions); nothing was searched or changed"
+                "supported: ==, !=, >, >=, <, <=, in, nin (and/or/not conditions); nothing was searched or changed"
             )
     condition = FilterCondition(filters.condition or FilterCondition.AND)
-    if condition not in (FilterCondition.AND, FilterCondition.OR):
-        raise InvalidFilterError(
-            f"the portable filter form cannot express the {condition.value!r} condition; use and/or"
-        )
     if not items:
         return None
+    if condition is FilterCondition.NOT:
+        return {"$not": items[0] if len(items) == 1 else {"$or": items}}
     if len(items) == 1:
         return items[0]
     return {"$and" if condition is FilterCondition.AND else "$or": items}
@@ -123,9 +132,9 @@ class LFMRetriever(BaseRetriever):
             self.store, self._owns_store = store, False
         else:
             raise TypeError(f"store must be a lfm_retrieval Store or a URI string, not {type(store).__name__}")
-        self.kind = self.store.kind
-        self.dense: DenseEncoder | None = as_dense_encoder(embed_model) if self.kind != "multivector" else None
-        self.colbert: ColBERTEncoder | None = as_colbert_encoder(colbert) if self.kind != "dense" else None
+        self.kind = StoreKind.of(self.store)
+        self.dense: DenseEncoder | None = as_dense_encoder(embed_model) if "dense" in self.kind.encoders else None
+        self.colbert: ColBERTEncoder | None = as_colbert_encoder(colbert) if "colbert" in self.kind.encoders else None
         self.similarity_top_k = similarity_top_k
         self.filters: FilterSpec = to_portable_filter(filters)
         parse_filter(self.filters)  # a malformed filter fails here, not at the first query
