@@ -164,3 +164,15 @@ def test_a_crash_in_the_probe_raises_instead_of_killing_the_process(dense_gguf, 
     monkeypatch.setattr(gguf_model.subprocess, "run", dies_with_sigill)
     with pytest.raises(ModelLoadError, match=r"SIGILL.*CMAKE_ARGS"):
         GGUFDenseRuntime(dense_gguf[1]["f32"])
+
+
+def test_conversion_check_refuses_vectors_that_disagree(dense_gguf, tmp_path: Path) -> None:
+    """The vector check compares with the checkpoint's own torch vectors: another checkpoint's file fails it."""
+    from lfm_retrieval.runtimes.gguf_convert import check_vectors
+    from lfm_retrieval.testing import build_dense_checkpoint
+
+    checkpoint, files = dense_gguf
+    assert check_vectors(checkpoint, files["f32"], "f32") >= 0.9999
+    other = build_dense_checkpoint(tmp_path / "other", seed=1)
+    with pytest.raises(ModelLoadError, match=r"agrees with the checkpoint at cosine .* only"):
+        check_vectors(other, files["f32"], "f32")
