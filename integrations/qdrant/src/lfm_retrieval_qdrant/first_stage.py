@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #: What ``first_stage=`` accepts: a MUVERA first stage, or none (exact MaxSim over every record).
 FIRST_STAGES = ("muvera", "none")
 #: Records the first stage hands to the MaxSim rerank (at least ``k``); see docs/stores/qdrant-first-stage.md.
-DEFAULT_PREFETCH = 200
+DEFAULT_PREFETCH = 300
 #: MUVERA settings a store accepts as ``muvera_<name>=`` (the rest keep the encoding's defaults).
 MUVERA_SETTINGS = ("k_sim", "dim_proj", "r_reps", "seed")
 
