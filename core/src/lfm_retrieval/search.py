@@ -7,6 +7,7 @@ The CLI and the LangChain / LlamaIndex retrievers all call :func:`search_text` (
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.encoders.microbatch import aencode_query
@@ -38,6 +39,12 @@ def check_models(store: Store, dense: DenseEncoder | None, colbert: ColBERTEncod
             )
 
 
+def _used(store: Store, dense: DenseEncoder | None, colbert: ColBERTEncoder | None) -> tuple[Any, Any]:
+    """The encoders ``store``'s kind uses (an encoder it does not use encodes nothing)."""
+    needs = StoreKind.of(store).encoders
+    return (dense if "dense" in needs else None), (colbert if "colbert" in needs else None)
+
+
 def _encode(text: str, dense: DenseEncoder | None, colbert: ColBERTEncoder | None) -> EncodedQuery:
     vector = dense.encode_queries([text])[0] if dense is not None else None
     tokens = colbert.encode_queries([text])[0] if colbert is not None else None
@@ -63,7 +70,7 @@ def search_text(
     """
     check_query(text)
     check_models(store, dense, colbert)
-    return StoreKind.of(store).search(store, _encode(text, dense, colbert), k, filter, prefetch)
+    return StoreKind.of(store).search(store, _encode(text, *_used(store, dense, colbert)), k, filter, prefetch)
 
 
 async def asearch_text(
@@ -81,7 +88,7 @@ async def asearch_text(
     then the store's ``asearch``."""
     check_query(text)
     await asyncio.to_thread(check_models, store, dense, colbert)
-    query = EncodedQuery(*await aencode_query(text, dense, colbert))
+    query = EncodedQuery(*await aencode_query(text, *_used(store, dense, colbert)))
     return await StoreKind.of(store).asearch(store, query, k, filter, prefetch)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from langchain_lfm import LFMEmbeddings, LFMRetriever
+from langchain_lfm import LFMEmbeddings, LFMRetriever, retrievers
 from lfm_retrieval import DenseEncoder, InvalidTextError
 from lfm_retrieval.errors import CollectionMismatchError
 from lfm_retrieval.search import search_text
@@ -112,10 +112,26 @@ def test_bad_queries(fill_store, minilm_dense, minilm_colbert, query: object) ->
         asyncio.run(retriever.ainvoke(query))  # type: ignore[arg-type]
 
 
+def test_a_missing_encoder_is_the_default_model(fill_store, minilm_colbert, monkeypatch) -> None:
+    """An encoder the kind needs and that is not given is built with no arguments (the LFM2.5 model),
+    as LlamaIndex's LFMRetriever does; one the kind does not use is not built."""
+    built: list[tuple] = []
+
+    def default_colbert(*args: object) -> object:
+        built.append(args)
+        return minilm_colbert
+
+    monkeypatch.setattr(retrievers, "ColBERTEncoder", default_colbert)
+    monkeypatch.setattr(
+        retrievers, "DenseEncoder", lambda *args: pytest.fail("a multivector store needs no dense model")
+    )
+    retriever = LFMRetriever(store=fill_store("memory", "multivector"))
+    assert built == [()] and retriever.colbert_encoder is minilm_colbert and retriever.dense_encoder is None
+    assert retriever.invoke(QUERY, k=2)
+
+
 def test_configuration_errors(fill_store, minilm_dense, minilm_colbert, dense: DenseEncoder) -> None:
     multivector = fill_store("memory", "multivector")
-    with pytest.raises(ValueError, match=r"a multivector store \(.*\) needs a colbert encoder"):
-        LFMRetriever(store=multivector, dense_encoder=minilm_dense)
     with pytest.raises(ValueError, match="kind='dense' but"):
         LFMRetriever(store=multivector, kind="dense", colbert_encoder=minilm_colbert)
     with pytest.raises(ValueError, match="extra"):

@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from langchain_lfm.embeddings import LFMEmbeddings
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.search import asearch_text, check_encoders, hit_text, search_text
+from lfm_retrieval.search import asearch_text, hit_text, search_text
 from lfm_retrieval.stores import Hit, Store, open_store
 from lfm_retrieval.stores.kinds import StoreKind
 
@@ -22,16 +22,18 @@ _SEARCH_OPTIONS = ("k", "filter", "prefetch")
 class LFMRetriever(BaseRetriever):
     """Search one of the project's stores with a query encoded on the query side.
 
-    - dense store (``kind="dense"``): needs ``dense_encoder``; cosine nearest neighbours.
-    - multivector store (``"multivector"``): needs ``colbert_encoder``; ColBERT MaxSim.
-    - hybrid store (``"hybrid"``): needs both; dense prefetch of ``prefetch`` records,
+    - dense store (``kind="dense"``): encodes with ``dense_encoder``; cosine nearest neighbours.
+    - multivector store (``"multivector"``): with ``colbert_encoder``; ColBERT MaxSim.
+    - hybrid store (``"hybrid"``): with both; dense prefetch of ``prefetch`` records,
       reordered by MaxSim.
 
     ``store`` is a store object or a URI (``memory://name``, ``qdrant+local://./index/products``,
     ``postgresql://...?table=t``, ...) opened with ``kind``. Encoders may be given as
     ``DenseEncoder`` / ``ColBERTEncoder`` objects, as an ``LFMEmbeddings`` (dense), or as a
-    model name or path. The collection must have been written by the same models (checked
-    before the first search: ``CollectionMismatchError``).
+    model name or path; one the kind needs and that is not given is the LFM2.5 model
+    (LFM2.5-Embedding-350M, LFM2.5-ColBERT-350M), as in LlamaIndex's ``LFMRetriever``. The
+    collection must have been written by the same models (checked before the first search:
+    ``CollectionMismatchError``).
 
     Each hit becomes ``Document(id=key, page_content=payload[text_field], metadata=...)``,
     where ``metadata`` is the stored payload without ``text_field`` plus ``"id"`` (the
@@ -50,9 +52,9 @@ class LFMRetriever(BaseRetriever):
     kind: StoreKind | None = None
     """Collection kind when ``store`` is a URI (default ``"dense"``); checked against a store object."""
     dense_encoder: DenseEncoder | None = None
-    """Query-side dense encoder (dense and hybrid stores)."""
+    """Query-side dense encoder (dense and hybrid stores; None: LFM2.5-Embedding-350M)."""
     colbert_encoder: ColBERTEncoder | None = None
-    """Query-side ColBERT encoder (multivector and hybrid stores)."""
+    """Query-side ColBERT encoder (multivector and hybrid stores; None: LFM2.5-ColBERT-350M)."""
     k: int = Field(default=4, ge=1)
     """How many documents to return."""
     filter: dict[str, Any] | None = None
@@ -89,7 +91,11 @@ class LFMRetriever(BaseRetriever):
         if self.kind is not None and self.kind != kind:
             raise ValueError(f"kind={self.kind.value!r} but {self.store.uri!r} is opened as a {kind} store")
         self.kind = kind
-        check_encoders(self.store, self.dense_encoder, self.colbert_encoder)
+        # a missing encoder is the LFM2.5 model, as in LFMEmbeddings(), the rerankers and LlamaIndex's LFMRetriever
+        if "dense" in kind.encoders and self.dense_encoder is None:
+            self.dense_encoder = DenseEncoder()
+        if "colbert" in kind.encoders and self.colbert_encoder is None:
+            self.colbert_encoder = ColBERTEncoder()
         return self
 
     # -- search ---------------------------------------------------------------------------------
