@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lfm_retrieval.stores.base import DenseStore, FilterSpec, HybridStore, MultiVectorStore, Store, TokenVectors
-from lfm_retrieval.stores.records import AnySpec, CollectionSpec, Hit
+from lfm_retrieval.stores.records import AnySpec, CollectionSpec, Hit, HybridSpec
 
 #: The names of the query encoders a kind may need.
 EncoderName = Literal["dense", "colbert"]
@@ -57,17 +57,18 @@ class StoreKind(str, Enum):
     @property
     def encoders(self) -> tuple[EncoderName, ...]:
         """The query encoders a search of this kind needs, in the order :meth:`spec_parts` pairs them."""
-        return {"dense": ("dense",), "multivector": ("colbert",), "hybrid": ("dense", "colbert")}[self.value]  # type: ignore[return-value]
+        return _ENCODERS[self.value]
 
     def spec_parts(self, spec: AnySpec) -> list[tuple[CollectionSpec, EncoderName]]:
         """Each part of a collection's spec with the encoder whose model wrote it."""
-        parts = (spec.dense, spec.multivector) if self is StoreKind.HYBRID else (spec,)
-        return list(zip(parts, self.encoders, strict=True))  # type: ignore[arg-type]
+        parts = (spec.dense, spec.multivector) if isinstance(spec, HybridSpec) else (spec,)
+        return list(zip(parts, self.encoders, strict=True))
 
     def search(self, store: Store, query: EncodedQuery, k: int, filter: FilterSpec, prefetch: int) -> list[Hit]:
         """``store.search`` with the parts of ``query`` this kind uses (``prefetch``: hybrid only)."""
         args, options = self._arguments(store, query, k, filter, prefetch)
-        return store.search(*args, **options)  # type: ignore[attr-defined]
+        searched: Any = store  # each kind's store class has its own search signature
+        return searched.search(*args, **options)
 
     async def asearch(self, store: Store, query: EncodedQuery, k: int, filter: FilterSpec, prefetch: int) -> list[Hit]:
         """Async :meth:`search` (the store's ``asearch``)."""
@@ -84,5 +85,10 @@ class StoreKind(str, Enum):
         return (query.tokens if self is StoreKind.MULTIVECTOR else query.vector, k, filter), {}
 
 
+_ENCODERS: dict[str, tuple[EncoderName, ...]] = {
+    "dense": ("dense",),
+    "multivector": ("colbert",),
+    "hybrid": ("dense", "colbert"),
+}
 #: The kinds' names, as users pass them.
 KINDS: tuple[str, ...] = tuple(kind.value for kind in StoreKind)
