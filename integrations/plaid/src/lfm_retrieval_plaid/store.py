@@ -35,7 +35,7 @@ import numpy as np
 from lfm_retrieval.encoders.model_thread import on_model_thread
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import MultiVectorStore
-from lfm_retrieval.stores.filters import Node, matches
+from lfm_retrieval.stores.filters import Node, predicate
 from lfm_retrieval.stores.records import AnySpec, CollectionSpec, Hit, Record
 
 log = logging.getLogger(__name__)
@@ -436,14 +436,15 @@ class PlaidStore(MultiVectorStore):
     def _count(self, filter: Node | None) -> int:
         with self._lock:
             self._refresh()
-            return sum(matches(filter, payload) for _, _, payload in self._rows) if filter else len(self._rows)
+            return sum(map(predicate(filter), (payload for _, _, payload in self._rows))) if filter else len(self._rows)
 
     def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
         token_vectors = _as_scored(token_vectors, self._require_spec().distance)
         with self._lock:
             usable = self._refresh()
             rows = self._rows
-            allowed = None if filter is None else [i for i, row in enumerate(rows) if matches(filter, row[2])]
+            holds = predicate(filter)
+            allowed = None if filter is None else [i for i, row in enumerate(rows) if holds(row[2])]
             if not rows or allowed == []:
                 return []
             if not usable:
