@@ -6,13 +6,18 @@
 For the core alone and for each integration with the core, this makes a fresh venv in
 .venvs/check/<distribution>-<resolution>, installs it with uv from the ranges its pyproject.toml
 declares (``highest``: what pip picks today; ``lowest``: ``--resolution lowest-direct``, the lower
-bound of every declared range), checks the environment is consistent (``uv pip check``), imports
-the distribution and loads its store entry points, runs the quick tests its pyproject.toml names
-under ``[tool.lfm-retrieval.check]``, and prints the versions it resolved. Exits 1 if any fails.
+bound of every declared range), checks the environment is consistent (``uv pip check``), checks
+that the base install brought in no model library (torch, transformers, sentence-transformers: the
+local runtimes are the core's extras) and that importing the distribution and loading its store
+entry points imports none of them, then installs the test requirements, runs the quick tests its
+pyproject.toml names under ``[tool.lfm-retrieval.check]``, and prints the versions it resolved.
+Exits 1 if any fails. A distribution that needs torch says so by requiring it (``lfm-retrieval[torch]``)
+or with ``torch-free = false`` (a third-party dependency that pulls it in).
 
 Two things come from the stacks, not from the ranges: torch (a bare ``torch`` range pulls a CUDA
 build of several GB, so torch is pinned to the stack's build, CPU in ``latest``) and
-the test tools named in ``test-requires`` (pytest etc., not dependencies of the distribution).
+the test tools named in ``test-requires`` (pytest etc., not dependencies of the distribution; an entry
+naming a distribution of this repository, e.g. ``lfm-retrieval[torch]``, installs it editable with those extras).
 uv is pointed at the same package sources pip is configured with (``pip config list``).
 """
 
@@ -39,6 +44,8 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parent.parent
 RESOLUTIONS = {"highest": "highest", "lowest": "lowest-direct"}
 ENTRY_POINT_GROUP = "lfm_retrieval.stores"
+# What a base install must not bring in: the torch runtime's libraries (distribution name: module).
+MODEL_LIBRARIES = {"torch": "torch", "transformers": "transformers", "sentence-transformers": "sentence_transformers"}
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Distribution:
     torch_stack: str = "latest"
     pytest_args: list[str] = field(default_factory=list)
     slow: bool = False  # starts a server or builds an index: scheduled first
+    torch_free: bool = True  # the install (with its extras) brings in none of MODEL_LIBRARIES
 
     @property
     def label(self) -> str:
@@ -83,6 +91,7 @@ def read_distribution(path: Path) -> list[Distribution]:
         pytest_args=check.get("pytest-args", []),
         slow=check.get("slow", False),
     )
+    base.torch_free = check.get("torch-free", not requires_model_library(base.requires))
     variants = [base]
     for extra, table in check.get("extra", {}).items():
         variants.append(
@@ -99,7 +108,18 @@ def read_distribution(path: Path) -> list[Distribution]:
                 slow=table.get("slow", base.slow),
             )
         )
+        variants[-1].torch_free = table.get("torch-free", not requires_model_library(variants[-1].requires))
     return variants
+
+
+def requires_model_library(requires: list[str]) -> bool:
+    """Whether these requirements name torch, transformers, sentence-transformers or the core's [torch] extra."""
+    for line in requires:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name in MODEL_LIBRARIES or (name == "lfm-retrieval" and "torch" in req.extras):
+            return True
+    return False
 
 
 def discover() -> list[Distribution]:
@@ -116,6 +136,20 @@ def stack_pins(stack: str) -> dict[str, str]:
             name, version = line.split("==", 1)
             pins[canonicalize_name(name)] = version.strip()
     return pins
+
+
+def test_requirements(names: list[str], local: dict[str, Path]) -> list[str]:
+    """``test-requires`` as install arguments: a distribution of this repository (``local``, by name)
+    editable with its extras, the rest pinned from the latest stack."""
+    ours, tools = [], []
+    for name in names:
+        req = Requirement(name)
+        path = local.get(canonicalize_name(req.name))
+        if path is None:
+            tools.append(name)
+        else:
+            ours += ["-e", f"{path}[{','.join(sorted(req.extras))}]" if req.extras else str(path)]
+    return [*ours, *pinned(tools, "latest")]
 
 
 def pinned(names: list[str], stack: str) -> list[str]:
@@ -152,12 +186,11 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path 
         return subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, check=False).returncode
 
 
-IMPORT_FAILED = 97
-# One process per venv (torch imports once): import the distribution, load its store entry points,
-# then run pytest. argv: distribution, comma-separated modules, pytest arguments.
-IMPORT_THEN_TEST = f"""
+# Run in the venv after the base install: import the distribution, load its store entry points and,
+# for a torch-free one, name any model library that came along. argv: distribution, modules, torch-free.
+IMPORT_CHECK = f"""
 import importlib, importlib.metadata as md, sys, traceback
-dist, modules = sys.argv[1], sys.argv[2].split(",")
+dist, modules, torch_free = sys.argv[1], sys.argv[2].split(","), sys.argv[3] == "1"
 try:
     for module in modules:
         importlib.import_module(module)
@@ -167,23 +200,41 @@ try:
 except Exception:
     traceback.print_exc()
     print("".join(traceback.format_exception_only(*sys.exc_info()[:2])).strip().splitlines()[-1])
-    raise SystemExit({IMPORT_FAILED})
-print(f"imported {{', '.join(modules)}}; loaded {{len(points)}} store entry point(s)", flush=True)
-import pytest
-raise SystemExit(pytest.main(sys.argv[3:]))
+    raise SystemExit(1)
+loaded = [m for m in {sorted(MODEL_LIBRARIES.values())!r} if m in sys.modules]
+if torch_free and loaded:
+    print(f"importing {{', '.join(modules)}} imported {{', '.join(loaded)}}")
+    raise SystemExit(1)
+print(f"imported {{', '.join(modules)}}; {{len(points)}} store entry point(s); model libraries: {{loaded or 'none'}}")
 """
 
 
-def resolved_versions(python: Path, dist: Distribution, core: Distribution) -> str:
+def installed(python: Path) -> dict[str, str]:
+    """Canonical name -> version of what the venv holds."""
     out = subprocess.run(
         [str(uv()), "pip", "freeze", "-p", str(python)], capture_output=True, text=True, check=True
     ).stdout
-    versions = {}
-    for line in out.splitlines():
-        if "==" in line:
-            name, version = line.split("==", 1)
-            versions[canonicalize_name(name)] = version
-    names = dict.fromkeys(canonicalize_name(Requirement(r).name) for r in [*core.requires, *dist.requires, "torch"])
+    return {canonicalize_name(n): v for n, _, v in (line.partition("==") for line in out.splitlines()) if v}
+
+
+def model_libraries_in(python: Path) -> str:
+    """'' when the venv holds none of MODEL_LIBRARIES, else which, and what required each."""
+    found = [name for name in MODEL_LIBRARIES if name in installed(python)]
+    why = []
+    for name in found:
+        show = subprocess.run([str(uv()), "pip", "show", "-p", str(python), name], capture_output=True, text=True)
+        by = next(
+            (line.split(":", 1)[1].strip() for line in show.stdout.splitlines() if line.startswith("Required-by:")), ""
+        )
+        why.append(f"{name} (required by {by or 'nothing: a direct requirement'})")
+    return ", ".join(why)
+
+
+def resolved_versions(python: Path, dist: Distribution, core: Distribution) -> str:
+    versions = installed(python)
+    names = dict.fromkeys(
+        canonicalize_name(Requirement(r).name) for r in [*core.requires, *dist.requires, *MODEL_LIBRARIES]
+    )
     return " ".join(f"{n}=={versions[n]}" for n in names if n in versions)
 
 
@@ -206,8 +257,11 @@ def uv() -> Path:
     return found if found.exists() else Path(shutil.which("uv") or "uv")
 
 
-def check(dist: Distribution, core: Distribution, resolution: str, sources: list[str], logs: Path) -> tuple[bool, str]:
-    """Build the venv, install, import, test; (passed, one-line summary)."""
+def check(
+    dist: Distribution, core: Distribution, local: dict[str, Path], resolution: str, sources: list[str], logs: Path
+) -> tuple[bool, str]:
+    """Build the venv, install, check no model library came in, import, install the test tools, test;
+    (passed, one-line summary)."""
     slug = f"{dist.label.replace('[', '+').replace(']', '').replace(',', '+')}-{resolution}"
     venv = ROOT / ".venvs" / "check" / slug
     log = logs / f"{slug}.log"
@@ -224,19 +278,26 @@ def check(dist: Distribution, core: Distribution, resolution: str, sources: list
     if dist.path != core.path:
         editables = ["-e", str(core.path), *editables]
     install = [str(uv()), "pip", "install", "-p", str(python), "--resolution", RESOLUTIONS[resolution], *sources]
-    install += ["--override", str(overrides), *editables, *pinned(dist.test_requires, "latest")]
-    if run(install, log):
+    install += ["--override", str(overrides)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # The distribution as a user installs it: nothing from the test requirements yet.
+    if run([*install, *editables], log):
         return False, f"install failed: {last_line(log)} (see {log})"
     if run([str(uv()), "pip", "check", "-p", str(python)], log):
         return False, f"inconsistent environment: {last_line(log)} (see {log})"
+    if dist.torch_free and (came := model_libraries_in(python)):
+        return False, f"{dist.label} installs a model library without the [torch] extra: {came} (see {log})"
+    free = "1" if dist.torch_free else "0"
+    if run([str(python), "-c", IMPORT_CHECK, dist.name, ",".join(dist.imports), free], log, env=env):
+        return False, f"import failed: {last_line(log)} (see {log})"
+    if run([*install, *editables, *test_requirements(dist.test_requires, local)], log):
+        return False, f"installing the test requirements failed: {last_line(log)} (see {log})"
+    if run([str(uv()), "pip", "check", "-p", str(python)], log):
+        return False, f"inconsistent environment with the test requirements: {last_line(log)} (see {log})"
     versions = resolved_versions(python, dist, core)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     with tempfile.TemporaryDirectory(prefix=f"check-{slug}-") as basetemp:
         pytest = ["-q", "-p", "no:cacheprovider", "--durations=3", f"--basetemp={basetemp}/t"]
-        cmd = [str(python), "-c", IMPORT_THEN_TEST, dist.name, ",".join(dist.imports), *pytest]
-        code = run([*cmd, *dist.pytest_args, *dist.tests], log, env=env)
-    if code == IMPORT_FAILED:
-        return False, f"import failed: {last_line(log)} (see {log})\n    {versions}"
+        code = run([str(python), "-m", "pytest", *pytest, *dist.pytest_args, *dist.tests], log, env=env)
     passed = code == 0
     summary = pytest_summary(log)
     if passed and not re.search(r"\b\d+ passed\b", summary):
@@ -254,6 +315,7 @@ def main() -> int:
     os.environ.setdefault("UV_CACHE_DIR", str(ROOT / ".venvs" / "uv-cache"))  # shared by every venv: hardlinks
     dists = discover()
     core = dists[0]
+    local = {canonicalize_name(d.name): d.path for d in dists}
     chosen = [d for d in dists if not args.only or d.label in args.only]
     if args.only and len(chosen) != len(args.only):
         raise SystemExit(f"unknown distribution in {args.only}; known: {', '.join(d.label for d in dists)}")
@@ -269,7 +331,7 @@ def main() -> int:
     def one(dist: Distribution, resolution: str) -> None:
         t0 = time.monotonic()
         try:
-            ok, summary = check(dist, core, resolution, sources, logs)
+            ok, summary = check(dist, core, local, resolution, sources, logs)
         except BaseException as exc:  # e.g. SystemExit for an unpinned test tool: in a thread it would pass unseen
             ok, summary = False, f"the check itself failed: {type(exc).__name__}: {exc}"
         verdict = "PASS" if ok else "FAIL"
