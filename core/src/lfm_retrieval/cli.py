@@ -19,6 +19,7 @@ from lfm_retrieval.runtimes.spec import EncoderSpec
 from lfm_retrieval.search import search_text
 from lfm_retrieval.stores import Store as AnyStore
 from lfm_retrieval.stores import default_store_uri, open_store
+from lfm_retrieval.stores.kinds import KINDS, StoreKind
 
 app = typer.Typer(help="LFM2.5 retrieval: index catalogs into vector stores and search them.", no_args_is_help=True)
 
@@ -60,8 +61,8 @@ BaseUrl = Annotated[
     ),
 ]
 Prefetch = Annotated[int, typer.Option(help="Hybrid: dense candidates reranked with MaxSim")]
-MODES = ("dense", "colbert", "hybrid")
-STORE_KIND = {"dense": "dense", "colbert": "multivector", "hybrid": "hybrid"}
+#: --mode names the store kinds as users think of the models ("colbert" for a multivector store).
+MODES = {"dense": StoreKind.DENSE, "colbert": StoreKind.MULTIVECTOR, "hybrid": StoreKind.HYBRID}
 
 
 def _quantize(int8: bool) -> str:
@@ -93,14 +94,15 @@ def _encoders(
     mode: str, model: str, colbert: str, device: str | None, int8: bool, base_url: str | None = None
 ) -> dict[str, Any]:
     """The encoders a mode needs, as :func:`~lfm_retrieval.search.search_text` takes them."""
+    models = {"dense": model, "colbert": colbert}
+    return {name: _spec(name, models[name], device, int8, base_url=base_url).build() for name in _kind(mode).encoders}
+
+
+def _kind(mode: str) -> StoreKind:
+    """The store kind a --mode searches."""
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    encoders: dict[str, Any] = {}
-    if mode in ("dense", "hybrid"):
-        encoders["dense"] = _encoder(model, device, int8, base_url=base_url)
-    if mode in ("colbert", "hybrid"):
-        encoders["colbert"] = _spec("colbert", colbert, device, int8, base_url=base_url).build()
-    return encoders
+    return MODES[mode]
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -163,9 +165,9 @@ def index(
         two_stores = colbert_store is not None
         job = CatalogJob(
             encoder=encoders.get("dense") or encoders["colbert"],  # --mode colbert: the only encoder
-            store=open_store(store, kind="dense" if two_stores else STORE_KIND[mode]),
+            store=open_store(store, kind=StoreKind.DENSE if two_stores else _kind(mode)),
             colbert=encoders["colbert"] if mode == "hybrid" else None,
-            colbert_store=open_store(colbert_store, kind="multivector") if two_stores else None,
+            colbert_store=open_store(colbert_store, kind=StoreKind.MULTIVECTOR) if two_stores else None,
             text=text,
             key=key,
             payload=payload or [],
@@ -221,7 +223,7 @@ def search(
     try:
         filter_spec = json.loads(filter_json) if filter_json else None
         encoders = _encoders(mode, model, colbert, device, False, base_url)
-        with open_store(store, kind=STORE_KIND[mode]) as opened:
+        with open_store(store, kind=_kind(mode)) as opened:
             hits = search_text(opened, query, **encoders, k=k, filter=filter_spec, prefetch=prefetch)
     except json.JSONDecodeError as exc:
         raise _fail(ValueError(f"--filter is not valid JSON: {exc}")) from exc
@@ -253,7 +255,7 @@ def evaluate(
     """nDCG@k and recall@k of a store's search against relevance judgments."""
     try:
         encoders = _encoders(mode, model, colbert, device, False, base_url)
-        with open_store(store, kind=STORE_KIND[mode]) as opened:
+        with open_store(store, kind=_kind(mode)) as opened:
             result = _evaluate(opened, encoders, queries, qrels, k, prefetch)
     except (LFMRetrievalError, ValueError, LookupError, FileNotFoundError) as exc:
         raise _fail(exc) from exc
@@ -343,7 +345,7 @@ def _named_stores(specs: list[str]) -> dict[str, tuple[str, str]]:
         kind = kind or "dense"
         if not sep or not name or not uri:
             raise ValueError(f"--store {spec!r} is not NAME[:KIND]=URI (e.g. products:hybrid=qdrant+local://./idx/p)")
-        if kind not in STORE_KIND.values():
+        if kind not in KINDS:
             raise ValueError(f"--store {spec!r}: KIND must be dense, multivector or hybrid, not {kind!r}")
         if name in stores:
             raise ValueError(f"--store name {name!r} is given twice")
