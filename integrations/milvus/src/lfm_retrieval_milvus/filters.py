@@ -11,6 +11,10 @@ server: equality and membership keep booleans and numbers apart (``1`` equals ``
 ranges only match numbers. Milvus Lite evaluates with Python's own comparisons
 (``True == 1``, ranges match booleans), so there the expression selects a superset and
 the store applies ``matches`` to what comes back.
+
+A negation is ``not (...)`` on a server, where a record without the key (or with a value of
+another type) matches it, as in ``matches``. On Milvus Lite a negation of a superset would be
+a subset, so there it selects every record and ``matches`` decides.
 """
 
 from __future__ import annotations
