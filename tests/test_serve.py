@@ -199,6 +199,11 @@ def test_bad_request_gets_4xx_naming_the_problem(server: Server, route: str, bod
     assert message in got.json()["error"]
 
 
+def test_a_store_that_is_not_a_store_is_refused_at_start(encoders: tuple) -> None:
+    with pytest.raises(TypeError, match="store 'x' is a dict, not a dense, multivector or hybrid store"):
+        create_app(*encoders, stores={"x": {}})
+
+
 def test_options_sent_with_the_served_value_are_accepted(server: Server, reference: tuple) -> None:
     body = {"inputs": TEXTS, "prompt_name": "query", "normalize": True, "truncate": True}
     got = post(server, "/embed", body)

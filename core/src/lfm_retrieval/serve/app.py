@@ -151,6 +151,8 @@ class Service:
             raise ValueError("serve needs a dense model, a ColBERT model or both")
         self.dense, self.colbert, self.stores, self.limits = dense, colbert, stores, limits
         self.documents_in_flight = 0
+        for name, store in stores.items():  # before the encoders are configured: a bad store changes nothing
+            self._check_store(name, store)
         for name, encoder in (("dense", dense), ("colbert", colbert)):
             if encoder is not None:
                 batcher = encoder.set_query_batching(
@@ -160,13 +162,11 @@ class Service:
                     load_wait=limits.load_wait,
                 )
                 metrics.watch(name, batcher)
-        for name, store in stores.items():
-            self._check_store(name, store)
 
     def _check_store(self, name: str, store: Store) -> None:
-        kind = StoreKind.of(store)
-        if not isinstance(store, kind.store_class):
-            raise TypeError(f"store {name!r} is a {type(store).__name__}, not a {kind} store")
+        kind = StoreKind.of(store) if isinstance(store, Store) else None
+        if kind is None or not isinstance(store, kind.store_class):
+            raise TypeError(f"store {name!r} is a {type(store).__name__}, not a dense, multivector or hybrid store")
         for encoder in kind.encoders:
             self.need(encoder, f"store {name!r} ({kind})")
         check_models(store, self.dense, self.colbert)
