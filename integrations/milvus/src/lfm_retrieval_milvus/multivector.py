@@ -14,6 +14,7 @@ engine (``info()`` says so).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from lfm_retrieval_milvus.layout import (
 )
 from lfm_retrieval_milvus.rows import to_token_rows
 from lfm_retrieval_milvus.tokens import from_pages
+from lfm_retrieval_milvus.uri import MilvusTarget
 
 if TYPE_CHECKING:
     from lfm_retrieval.muvera import Muvera
@@ -78,7 +80,7 @@ class _TokenCollection(MilvusCollection):
             for i in order
         ]
 
-    def _records(self, batch_size: int, with_vector: bool) -> Any:
+    def _records(self, batch_size: int, with_vector: bool) -> Iterator[Record]:
         spec = self._tokens_spec()
         fields = [KEY, TOKENS, METADATA, FINGERPRINT] + ([VECTOR] if with_vector else [])
         for row in self._iterate("", fields, batch_size=batch_size):
@@ -113,7 +115,7 @@ class MilvusMultiVectorStore(_TokenCollection, MultiVectorStore):
 
     def __init__(
         self,
-        target: Any,
+        target: MilvusTarget,
         *,
         prefetch: int = DEFAULT_PREFETCH,
         muvera_k_sim: int | None = None,
@@ -176,7 +178,7 @@ class MilvusMultiVectorStore(_TokenCollection, MultiVectorStore):
         hits = self._vector_search(encoded, max(self._prefetch, k), filter, "IP", [TOKENS])
         return self._rerank(token_vectors, hits, k)
 
-    def _scan_records(self, batch_size: int) -> Any:
+    def _scan_records(self, batch_size: int) -> Iterator[Record]:
         return self._records(batch_size, with_vector=False)
 
     def _first_stage_info(self) -> dict[str, Any]:
@@ -209,7 +211,7 @@ class MilvusHybridStore(_TokenCollection, HybridStore):
         hits = self._vector_search(query, min(prefetch, MAX_TOP_K), filter, METRICS[spec.dense.distance], [TOKENS])
         return self._rerank(token_vectors, hits, k)
 
-    def _scan_records(self, batch_size: int) -> Any:
+    def _scan_records(self, batch_size: int) -> Iterator[Record]:
         return self._records(batch_size, with_vector=True)
 
     def _first_stage_info(self) -> dict[str, Any]:
