@@ -189,7 +189,7 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path 
 # Run in the venv after the base install: import the distribution, load its store entry points and,
 # for a torch-free one, name any model library that came along. argv: distribution, modules, torch-free.
 IMPORT_CHECK = f"""
-import importlib, importlib.metadata as md, sys, traceback
+import importlib, importlib.metadata as md, importlib.util, sys, traceback
 dist, modules, torch_free = sys.argv[1], sys.argv[2].split(","), sys.argv[3] == "1"
 try:
     for module in modules:
@@ -205,7 +205,22 @@ loaded = [m for m in {sorted(MODEL_LIBRARIES.values())!r} if m in sys.modules]
 if torch_free and loaded:
     print(f"importing {{', '.join(modules)}} imported {{', '.join(loaded)}}")
     raise SystemExit(1)
-print(f"imported {{', '.join(modules)}}; {{len(points)}} store entry point(s); model libraries: {{loaded or 'none'}}")
+probe = torch_free and importlib.util.find_spec("torch") is None
+if probe:  # a model without the torch runtime: one line naming the extra, whatever the encoder
+    from lfm_retrieval import ColBERTEncoder, DenseEncoder
+    from lfm_retrieval.errors import ModelLoadError
+    for encoder in (DenseEncoder, ColBERTEncoder):
+        try:
+            encoder("LiquidAI/LFM2.5-Embedding-350M")
+        except ModelLoadError as exc:
+            if "lfm-retrieval[torch]" not in str(exc) or len(str(exc).splitlines()) != 1:
+                print(f"{{encoder.__name__}} without torch: {{exc!r}} is not one line naming lfm-retrieval[torch]")
+                raise SystemExit(1)
+        else:
+            print(f"{{encoder.__name__}} loaded a model without torch installed")
+            raise SystemExit(1)
+print(f"imported {{', '.join(modules)}}; {{len(points)}} store entry point(s); model libraries: {{loaded or 'none'}}"
+      + ("; without torch an encoder names lfm-retrieval[torch]" if probe else ""))
 """
 
 

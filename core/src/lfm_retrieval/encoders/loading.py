@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TypeVar
-
-import torch
+from typing import TYPE_CHECKING, TypeVar
 
 from lfm_retrieval.errors import ModelLoadError
-from lfm_retrieval.models import Lfm2BidirectionalModel, is_bidirectional_backbone, is_bidirectional_checkpoint
+
+if TYPE_CHECKING:  # the path checks run without the torch runtime installed; the model checks need it
+    import torch
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -130,6 +130,8 @@ def check_backbone(model: torch.nn.Module, name: str) -> bool:
 
     Returns whether the checkpoint is a bidirectional LFM2 (an LFM2.5 retriever).
     """
+    from lfm_retrieval.models import is_bidirectional_backbone, is_bidirectional_checkpoint
+
     backbone = transformer_of(model)
     if not is_bidirectional_checkpoint(backbone.config):
         return False
@@ -161,6 +163,8 @@ def pads_are_inert(backbone: torch.nn.Module) -> bool:
     Attention-only models (BERT, ...) mask pads; LFM2's convolution reads them unless the
     project's class zeroes them (``zero_padding``); other LFM2 classes do not.
     """
+    from lfm_retrieval.models import Lfm2BidirectionalModel
+
     if isinstance(backbone, Lfm2BidirectionalModel):
         return True
     return not str(getattr(backbone.config, "model_type", "")).startswith("lfm2")
@@ -168,6 +172,8 @@ def pads_are_inert(backbone: torch.nn.Module) -> bool:
 
 def set_zero_padding(model: torch.nn.Module, on: bool) -> None:
     """Switch pad zeroing of the project's LFM2 backbone inside ``model`` (no-op for others)."""
+    from lfm_retrieval.models import Lfm2BidirectionalModel
+
     backbone = transformer_of(model)
     if isinstance(backbone, Lfm2BidirectionalModel):
         backbone.zero_padding = on
