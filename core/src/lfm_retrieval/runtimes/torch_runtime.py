@@ -164,7 +164,8 @@ class TorchDenseRuntime(TorchRuntime):
                 "in config_sentence_transformers.json; its vectors would be wrong without them."
             )
         if missing:
-            logger.warning("%s declares no %s prompt: encoding without prompts", self.model_name, "/".join(missing))
+            name = model_id_of(self.model_name)  # a local model's folder name, not its full path
+            logger.warning("%s declares no %s prompt: encoding without prompts", name, "/".join(missing))
         self.prompts = {side: prompts.get(side.value) or "" for side in Side}
         self.dimension = embedding_dimension(self.model)
         self.max_length = self.model.max_seq_length
