@@ -51,13 +51,11 @@ def test_plaid_multivector_add_search_delete_reopen(catalog, minilm_colbert, tmp
         assert ids == [row["key"] for row in catalog]
         assert vectorstore.store.count() == len(catalog)
         assert_equals_search_text(vectorstore, None, minilm_colbert)
-        # the token vectors stored are the encoder's document side (PLAID cannot read records back:
-        # a document's own document-side tokens find it, with MaxSim = its token count, unit vectors)
+        # the token vectors stored are the encoder's document side
         first = catalog[0]
-        tokens = minilm_colbert.encode_documents([first["text"]])[0]
-        hit = vectorstore.store.search(tokens, k=1)[0]
-        assert hit.key == first["key"]
-        assert hit.score == pytest.approx(len(tokens), rel=1e-4)
+        record = next(r for r in vectorstore.store.scan() if r.key == first["key"])
+        np.testing.assert_allclose(record.token_vectors, minilm_colbert.encode_documents([first["text"]])[0], atol=1e-5)
+        assert record.payload == {"text": first["text"], "sku": first["sku"], "price": first["price"]}
         # adding the same ids again replaces, it does not duplicate
         vectorstore.add_documents(documents(catalog[:3]))
         assert vectorstore.store.count() == len(catalog)
@@ -74,6 +72,7 @@ def test_plaid_multivector_add_search_delete_reopen(catalog, minilm_colbert, tmp
     try:
         assert reopened.store.count() == len(catalog) - 1
         assert top not in [d.id for d in reopened.similarity_search(QUERIES[0], k=10)]
+        assert [d.id for d in reopened.get_by_ids([catalog[1]["key"], top])] == [catalog[1]["key"]]
         assert_equals_search_text(reopened, None, minilm_colbert)
     finally:
         reopened.close()

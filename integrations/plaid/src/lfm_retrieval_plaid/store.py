@@ -433,6 +433,15 @@ class PlaidStore(MultiVectorStore):
             found += con.execute(f"SELECT key, fingerprint FROM records WHERE id IN ({marks})", chunk).fetchall()
         return found
 
+    def _scan_records(self, batch_size: int) -> Iterator[Record]:
+        """Every record from the SQLite source of truth (the token vectors as stored), by position."""
+        dtype = np.float16 if self._require_spec().vector_type == "float16" else np.float32
+        cursor = self._db().execute("SELECT key, payload, fingerprint, tokens, vectors FROM records ORDER BY position")
+        while rows := cursor.fetchmany(batch_size):
+            for key, payload, fingerprint, n, blob in rows:
+                tokens = np.frombuffer(blob, dtype=dtype).reshape(n, self.spec.dimension).astype(np.float32)
+                yield Record(key, payload=json.loads(payload), fingerprint=fingerprint, token_vectors=tokens)
+
     def _count(self, filter: Node | None) -> int:
         with self._lock:
             self._refresh()
