@@ -60,15 +60,12 @@ def dense_runtime(
         )
     if prompts is not None and not isinstance(prompts, dict):
         raise ValueError(f"prompts={prompts!r} only applies to a server (base_url=); pass a dict of prompts")
-    if kind == "gguf":
-        gguf = _import_runtime("gguf", "lfm_retrieval.runtimes.gguf")
-        return _on_model_thread(gguf.GGUFDenseRuntime, str(model), prompts=prompts)
-    if prompts is not None:
+    if kind == "torch" and prompts is not None:
         raise ValueError("prompts= applies to GGUF files and servers; a torch model reads its own prompts")
     from lfm_retrieval.encoders.dense import LFM25_EMBEDDING
 
-    torch_runtime = _import_runtime("torch", "lfm_retrieval.runtimes.torch_runtime")
-    return _on_model_thread(torch_runtime.TorchDenseRuntime, model or LFM25_EMBEDDING, **torch_options)
+    gguf_options = {"prompts": prompts}
+    return _local_runtime(kind, "Dense", model or LFM25_EMBEDDING, gguf_options, torch_options)
 
 
 def multivector_runtime(
@@ -90,13 +87,20 @@ def multivector_runtime(
         from lfm_retrieval.runtimes.remote import RemoteColBERTRuntime
 
         return RemoteColBERTRuntime(model, base_url, api_key=api_key, headers=headers, timeout=timeout)  # type: ignore[arg-type]
-    if kind == "gguf":
-        gguf = _import_runtime("gguf", "lfm_retrieval.runtimes.gguf")
-        return _on_model_thread(gguf.GGUFColBERTRuntime, str(model))
     from lfm_retrieval.encoders.colbert import LFM25_COLBERT
 
+    return _local_runtime(kind, "ColBERT", model or LFM25_COLBERT, {}, torch_options)
+
+
+def _local_runtime(
+    kind: str, model_kind: str, model: str, gguf_options: dict[str, Any], torch_options: dict[str, Any]
+) -> Any:
+    """``GGUF{model_kind}Runtime`` for a ``.gguf`` file, else ``Torch{model_kind}Runtime``, on the model thread."""
+    if kind == "gguf":
+        gguf = _import_runtime("gguf", "lfm_retrieval.runtimes.gguf")
+        return _on_model_thread(getattr(gguf, f"GGUF{model_kind}Runtime"), model, **gguf_options)
     torch_runtime = _import_runtime("torch", "lfm_retrieval.runtimes.torch_runtime")
-    return _on_model_thread(torch_runtime.TorchColBERTRuntime, model or LFM25_COLBERT, **torch_options)
+    return _on_model_thread(getattr(torch_runtime, f"Torch{model_kind}Runtime"), model, **torch_options)
 
 
 def _import_runtime(kind: str, module: str) -> Any:
