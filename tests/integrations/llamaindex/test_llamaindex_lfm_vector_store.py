@@ -32,6 +32,7 @@ from llama_index.embeddings.lfm import LFMEmbedding
 from llama_index.retrievers.lfm import LFMRetriever
 from llama_index.vector_stores.lfm import LFMVectorStore
 
+pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients and llama-index-core (tests/conftest.py)
 K = 3
 QUERIES = ["waterproof speaker for the pool", "noise cancelling headphones", "cordless drill", "coffee grinder"]
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients and llama-index-core (tests/conftest.py)
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "llamaindex_vectorstore.py"
 
 
