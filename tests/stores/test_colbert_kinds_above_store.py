@@ -1,5 +1,5 @@
-"""What sits above a store, on the ColBERT kinds of PostgreSQL (pgvector ``hybrid`` and ``multivector``)
-and Milvus Lite: ``serve``'s ``/search``, the LangChain and LlamaIndex ``LFMRetriever``, the LangChain
+"""What sits above a store, on the ColBERT kinds of PostgreSQL (pgvector ``hybrid`` and ``multivector``):
+``serve``'s ``/search``, the LangChain and LlamaIndex ``LFMRetriever``, the LangChain
 reranker over such a retriever, and ``lfm-retrieval eval``. Each is checked against ``search_text`` on the
 same store and against the exact in-memory store indexed from the same catalog by the same command."""
 
@@ -78,8 +78,6 @@ def indexed(
 def stores(indexed: dict, request: pytest.FixtureRequest) -> Iterator[tuple[Store, Store]]:
     """The (backend, kind) of the test's parameters, opened: the store under test and its memory twin."""
     backend, kind = request.node.callspec.params["backend"], request.node.callspec.params["kind"]
-    if backend == "milvus-lite":
-        pytest.importorskip("milvus_lite")
     uri, memory = indexed[backend, kind]
     store, reference = open_store(uri, kind=kind), open_store(memory, kind=kind)
     yield store, reference
