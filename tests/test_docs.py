@@ -62,7 +62,8 @@ def missing_paths(line: str) -> list[str]:
         path = match.group(1).rstrip(".")
         if line[match.end() : match.end() + 1] in ("<", "{") or path.endswith(".new"):
             continue
-        if not (any(ROOT.glob(path)) if "*" in path else (ROOT / path).exists()):
+        # a pattern (e.g. in .gitignore) may match nothing in a clean checkout: its fixed part must exist
+        if not (ROOT / (path.split("*", 1)[0] or ".")).exists():
             missing.append(path)
     return missing
 
