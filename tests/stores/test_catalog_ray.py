@@ -178,6 +178,30 @@ def test_dense_into_postgres_and_colbert_into_embedded_qdrant_match_local(
             store.close()
 
 
+def test_hybrid_and_multivector_into_postgres_match_local(ray_runtime, dense_encoder, colbert_encoder, postgres_dsn):
+    """The ColBERT kinds on PostgreSQL: the Ray engine's workers write them as the local engine does."""
+    pytest.importorskip("lfm_retrieval_pgvector")
+    pytest.importorskip("fastembed")  # the multivector kind's MUVERA first stage
+    rows = catalog()
+    for kind in ("hybrid", "multivector"):
+        encoder, colbert = (dense_encoder, colbert_encoder) if kind == "hybrid" else (colbert_encoder, None)
+        stores = [open_store(pg_uri(postgres_dsn, name()), kind=kind) for _ in range(2)]
+        for store, engine in zip(stores, [LocalEngine(), ray_engine()], strict=True):
+            summary = job(encoder, store, engine, colbert=colbert).run(rows)
+            assert (summary.encoded, summary.written) == (N, N), kind
+        # read back through the store (its token vectors live in its own layout)
+        local, remote = ({r.key: r for r in store.scan()} for store in stores)
+        assert local.keys() == remote.keys() and len(local) == N
+        for key, record in local.items():
+            other = remote[key]
+            assert (record.id, record.fingerprint, record.payload) == (other.id, other.fingerprint, other.payload)
+            assert max_diff(record.token_vectors, other.token_vectors) < 1e-5, key
+            if kind == "hybrid":
+                assert max_diff(record.vector, other.vector) < 1e-5, key
+        for store in stores:
+            store.close()
+
+
 def test_colbert_alone_into_embedded_qdrant_matches_local(ray_runtime, colbert_encoder, tmp_path):
     pytest.importorskip("lfm_retrieval_qdrant")
     rows = catalog(40)
