@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -35,56 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from common import load_average, write_results
+from synthetic import WIDTH, corpus, row, timed, unit
 
 from lfm_retrieval.scoring import ExactMaxSim
 from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, open_store
 from lfm_retrieval.testing.servers import milvus_server
 from lfm_retrieval_milvus.rows import to_token_rows
 
-WIDTH = 128
 RESULTS = Path(__file__).parent / "results"
-
-
-def corpus(n_docs: int, n_queries: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Unit token vectors from 200 topic vocabularies, documents of 20 to 180 tokens, 32-token queries
-    (16 noisy tokens of one document plus 16 of another topic): the PostgreSQL benchmark's recipe."""
-    rng = np.random.default_rng(seed)
-    vocabulary = rng.normal(size=(5000, WIDTH))
-    topics = [rng.choice(len(vocabulary), size=60, replace=False) for _ in range(200)]
-
-    def tokens(count: int, topic: int, noise: float) -> np.ndarray:
-        ids = np.concatenate([rng.choice(topics[topic], size=count - count // 4), rng.choice(5000, size=count // 4)])
-        x = vocabulary[ids] + noise * rng.normal(size=(count, WIDTH))
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-    docs = [tokens(int(rng.integers(20, 181)), int(rng.integers(200)), 0.3) for _ in range(n_docs)]
-    queries = []
-    for index in rng.choice(n_docs, size=n_queries, replace=False):
-        picked = docs[index][rng.choice(len(docs[index]), size=min(16, len(docs[index])), replace=False)]
-        noisy = picked + 0.1 * rng.normal(size=picked.shape)
-        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-        queries.append(np.concatenate([noisy, tokens(32 - len(noisy), int(rng.integers(200)), 0.3)]).astype(np.float32))
-    return docs, queries
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x)).astype(np.float32)
-
-
-def timed(search, queries) -> tuple[list[list[str]], list[float]]:
-    found, seconds = [], []
-    for query in queries:
-        started = time.perf_counter()
-        found.append(search(query))
-        seconds.append(time.perf_counter() - started)
-    return found, seconds
-
-
-def row(method: str, found, seconds, truth) -> dict:
-    ms = sorted(s * 1000 for s in seconds)
-    recall = float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
-    return {"method": method, "p50_ms": statistics.median(ms), "p95_ms": ms[round(0.95 * (len(ms) - 1))],
-            "recall@10": recall}  # fmt: skip
 
 
 def wait_indexed(store, timeout: float = 600.0) -> float:
@@ -107,7 +64,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, nargs="*", default=[100, 200, 400])
     args = parser.parse_args()
     load_before = load_average()
-    docs, queries = corpus(args.docs, args.queries)
+    docs, queries = corpus(args.docs, args.queries, expansion_on_topic=False)  # the recipe its figures were measured on
     dense = np.stack([unit(d.mean(axis=0)) for d in docs])
     dense_queries = [unit(q.mean(axis=0)) for q in queries]
     tokens = sum(len(d) for d in docs)

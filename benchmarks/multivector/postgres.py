@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from common import load_average, write_results
+from synthetic import WIDTH, corpus, row, timed, unit
 
 from lfm_retrieval.scoring import ExactMaxSim
 from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, open_store
@@ -50,55 +50,12 @@ try:
 except ImportError:  # pgvector-python 0.3.x
     from pgvector.psycopg import HalfVector
 
-WIDTH = 128
 RESULTS = Path(__file__).parent / "results"
-
-
-def corpus(n_docs: int, n_queries: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    vocabulary = rng.normal(size=(5000, WIDTH))
-    topics = [rng.choice(len(vocabulary), size=60, replace=False) for _ in range(200)]
-
-    def tokens(count: int, topic: int, noise: float) -> np.ndarray:
-        ids = np.concatenate([rng.choice(topics[topic], size=count - count // 4), rng.choice(5000, size=count // 4)])
-        x = vocabulary[ids] + noise * rng.normal(size=(count, WIDTH))
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-    topic_of = rng.integers(200, size=n_docs)
-    docs = [tokens(int(rng.integers(20, 181)), int(topic), 0.3) for topic in topic_of]
-    queries = []
-    for index in rng.choice(n_docs, size=n_queries, replace=False):
-        picked = docs[index][rng.choice(len(docs[index]), size=min(16, len(docs[index])), replace=False)]
-        noisy = picked + 0.1 * rng.normal(size=picked.shape)
-        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-        expansion = tokens(32 - len(noisy), topic_of[index], 0.3)  # like ColBERT's query expansion: on topic
-        queries.append(np.concatenate([noisy, expansion]).astype(np.float32))
-    return docs, queries
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x)).astype(np.float32)
 
 
 def with_table(dsn: str, table: str, **extra: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(query=urlencode({**dict(parse_qsl(parts.query)), "table": table, **extra})))
-
-
-def timed(search, queries) -> tuple[list[list[str]], list[float]]:
-    found, seconds = [], []
-    for query in queries:
-        started = time.perf_counter()
-        found.append(search(query))
-        seconds.append(time.perf_counter() - started)
-    return found, seconds
-
-
-def row(method: str, found, seconds, truth, extra: dict | None = None) -> dict:
-    ms = sorted(s * 1000 for s in seconds)
-    recall = float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
-    return {"method": method, "p50_ms": statistics.median(ms), "p95_ms": ms[round(0.95 * (len(ms) - 1))],
-            "recall@10": recall, **(extra or {})}  # fmt: skip
 
 
 def raw_copy(dsn: str, docs: list[np.ndarray], dense: np.ndarray) -> float:
