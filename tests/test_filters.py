@@ -133,7 +133,7 @@ def test_every_adapter_translates_with_the_one_walk() -> None:
 
 def test_milvus_negation_expressions() -> None:
     milvus = pytest.importorskip("lfm_retrieval_milvus.filters")
-    build = milvus.build_expression
+    build = milvus.to_filter
     assert build(parse_filter({"v": {"ne": "a"}})) == 'not (metadata["v"] == "a")'
     assert build(parse_filter({"v": {"nin": [1, 2]}})) == 'not (metadata["v"] in [1, 2])'
     # a value no record can hold: its negation holds for every record (no expression at all)

@@ -24,7 +24,7 @@ from pymilvus import DataType, MilvusClient
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
 from lfm_retrieval.stores import CollectionSpec, Record, Store, matches, open_store, parse_filter
 from lfm_retrieval.testing.stores import DenseStoreSuite
-from lfm_retrieval_milvus import NEVER, MilvusDenseStore, UnsupportedSpecError, build_expression, parse_uri
+from lfm_retrieval_milvus import NEVER, MilvusDenseStore, UnsupportedSpecError, parse_uri, to_filter
 from lfm_retrieval_milvus.layout import SPEC_PROPERTY
 
 pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients (tests/conftest.py)
@@ -167,41 +167,39 @@ def test_the_session_server_runs_with_the_short_intervals(milvus_uri):
 
 def test_keys_and_values_are_escaped_as_string_literals():
     tricky = 'a"b\\c'
-    assert build_expression(parse_filter({tricky: tricky})) == 'metadata["a\\"b\\\\c"] == "a\\"b\\\\c"'
-    assert build_expression(parse_filter({INJECTION: INJECTION})) == (
+    assert to_filter(parse_filter({tricky: tricky})) == 'metadata["a\\"b\\\\c"] == "a\\"b\\\\c"'
+    assert to_filter(parse_filter({INJECTION: INJECTION})) == (
         'metadata["x\'); DROP TABLE t; --"] == "x\'); DROP TABLE t; --"'
     )
-    assert build_expression(parse_filter({"k": "line\nnext\ttab\rret"})) == 'metadata["k"] == "line\\nnext\\ttab\\rret"'
+    assert to_filter(parse_filter({"k": "line\nnext\ttab\rret"})) == 'metadata["k"] == "line\\nnext\\ttab\\rret"'
     # a value cannot close the literal and add a clause of its own
-    assert build_expression(parse_filter({"k": '" or 1 == 1 or "'})) == 'metadata["k"] == "\\" or 1 == 1 or \\""'
+    assert to_filter(parse_filter({"k": '" or 1 == 1 or "'})) == 'metadata["k"] == "\\" or 1 == 1 or \\""'
 
 
 def test_numbers_booleans_membership_and_ranges():
-    assert build_expression(parse_filter({"n": 3})) == 'metadata["n"] == 3'
-    assert build_expression(parse_filter({"n": 2.5})) == 'metadata["n"] == 2.5'
-    assert build_expression(parse_filter({"b": True})) == 'metadata["b"] == true'
-    assert build_expression(parse_filter({"p": {"gte": 1, "lt": 2.5}})) == (
-        '(metadata["p"] >= 1) and (metadata["p"] < 2.5)'
-    )
+    assert to_filter(parse_filter({"n": 3})) == 'metadata["n"] == 3'
+    assert to_filter(parse_filter({"n": 2.5})) == 'metadata["n"] == 2.5'
+    assert to_filter(parse_filter({"b": True})) == 'metadata["b"] == true'
+    assert to_filter(parse_filter({"p": {"gte": 1, "lt": 2.5}})) == ('(metadata["p"] >= 1) and (metadata["p"] < 2.5)')
     # Milvus refuses an `in` list that mixes kinds: one test per kind
-    assert build_expression(parse_filter({"c": {"in": ["a", "b", 2, 3, 3.5, True]}})) == (
+    assert to_filter(parse_filter({"c": {"in": ["a", "b", 2, 3, 3.5, True]}})) == (
         '(metadata["c"] in ["a", "b"]) or (metadata["c"] in [2, 3]) '
         'or (metadata["c"] == 3.5) or (metadata["c"] == true)'
     )
-    assert build_expression(parse_filter({"c": {"in": ["a", "b"]}}), in_lists=False) == (
+    assert to_filter(parse_filter({"c": {"in": ["a", "b"]}}), in_lists=False) == (
         '(metadata["c"] == "a") or (metadata["c"] == "b")'
     )
-    assert build_expression(None) is None
+    assert to_filter(None) is None
 
 
 def test_bounds_no_number_can_reach():
-    assert build_expression(parse_filter({"p": {"gt": float("inf")}})) is NEVER
-    assert build_expression(parse_filter({"p": {"lt": -(10**400)}})) is NEVER
-    assert build_expression(parse_filter({"p": {"lt": float("inf")}})) == 'metadata["p"] >= -1.7976931348623157e+308'
-    assert build_expression(parse_filter({"p": float("inf")})) is NEVER
-    assert build_expression(parse_filter({"$or": [{"p": {"gt": float("inf")}}, {"q": 1}]})) == 'metadata["q"] == 1'
-    assert build_expression(parse_filter({"p": {"gt": float("inf")}, "q": 1})) is NEVER
-    assert build_expression(parse_filter({"n": 2**64})) == 'metadata["n"] == 1.8446744073709552e+19'
+    assert to_filter(parse_filter({"p": {"gt": float("inf")}})) is NEVER
+    assert to_filter(parse_filter({"p": {"lt": -(10**400)}})) is NEVER
+    assert to_filter(parse_filter({"p": {"lt": float("inf")}})) == 'metadata["p"] >= -1.7976931348623157e+308'
+    assert to_filter(parse_filter({"p": float("inf")})) is NEVER
+    assert to_filter(parse_filter({"$or": [{"p": {"gt": float("inf")}}, {"q": 1}]})) == 'metadata["q"] == 1'
+    assert to_filter(parse_filter({"p": {"gt": float("inf")}, "q": 1})) is NEVER
+    assert to_filter(parse_filter({"n": 2**64})) == 'metadata["n"] == 1.8446744073709552e+19'
 
 
 # Payloads whose values differ only in type, escaping or JSON-path spelling.
@@ -269,7 +267,7 @@ def test_the_server_runs_the_escaped_expression_itself(server_store):
         ]
     )
     for spec in ({'q"b\\': 'v"\\'}, {INJECTION: INJECTION}):
-        expression = build_expression(parse_filter(spec))
+        expression = to_filter(parse_filter(spec))
         rows = _client(store).query(
             store.collection, filter=expression, output_fields=["key"], consistency_level="Strong"
         )

@@ -30,7 +30,7 @@ from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
 from lfm_retrieval.stores import CollectionSpec, Record, Store, open_store
 from lfm_retrieval.stores.memory import MemoryMultiVectorStore
 from lfm_retrieval.testing.stores import MultiVectorStoreSuite
-from lfm_retrieval_plaid import PlaidStore, folder_of
+from lfm_retrieval_plaid import PlaidMultiVectorStore, folder_of
 
 N_DOCS = 1000
 N_QUERIES = 100
@@ -121,7 +121,7 @@ def _records(wiki: dict, positions: list[int] | range | None = None) -> list[Rec
 def built(tmp_path_factory: pytest.TempPathFactory, wiki: dict) -> Path:
     """A PLAID index of the whole corpus on disk (built once; tests that write copy it)."""
     folder = tmp_path_factory.mktemp("plaid") / "wiki"
-    store = PlaidStore(folder, plaid_min_documents=500)
+    store = PlaidMultiVectorStore(folder, plaid_min_documents=500)
     store.ensure_collection(_spec(wiki))
     started = time.perf_counter()
     assert store.upsert(_records(wiki)) == N_DOCS
@@ -158,14 +158,14 @@ def _self_query(wiki: dict, i: int) -> np.ndarray:
 
 def test_recall_at_10_against_exact_maxsim(built: Path, wiki: dict, exact: MemoryMultiVectorStore) -> None:
     store = open_store(_uri(built, plaid_min_documents=500), kind="multivector")
-    assert isinstance(store, PlaidStore) and store.uses_plaid and store.count() == N_DOCS
+    assert isinstance(store, PlaidMultiVectorStore) and store.uses_plaid and store.count() == N_DOCS
     queries = wiki["queries"][::2]  # 50 queries: searches are ~100s of ms each on a shared 2-core CPU
     truth = [exact.search(q, 10) for q in queries]
     started = time.perf_counter()
     found = [store.search(q, 10) for q in queries]
     per_query = (time.perf_counter() - started) / len(queries)
     recall = np.mean([len({h.key for h in t} & {h.key for h in f}) / 10 for t, f in zip(truth, found, strict=True)])
-    raw = PlaidStore(built, plaid_min_documents=500, rerank=False)
+    raw = PlaidMultiVectorStore(built, plaid_min_documents=500, rerank=False)
     half = len(queries) // 2
     raw_found = [raw.search(q, 10) for q in queries[:half]]
     raw_recall = np.mean(
@@ -190,10 +190,10 @@ def test_recall_at_10_against_exact_maxsim(built: Path, wiki: dict, exact: Memor
 
 def test_reload_from_disk_gives_identical_results(built: Path, wiki: dict) -> None:
     for rerank in (True, False):
-        first = PlaidStore(built, plaid_min_documents=500, rerank=rerank, n_full_scores=256)
+        first = PlaidMultiVectorStore(built, plaid_min_documents=500, rerank=rerank, n_full_scores=256)
         before = [[(h.id, h.key, h.score, h.payload) for h in first.search(q, 10)] for q in wiki["queries"][:15]]
         first.close()
-        second = PlaidStore(built, plaid_min_documents=500, rerank=rerank, n_full_scores=256)
+        second = PlaidMultiVectorStore(built, plaid_min_documents=500, rerank=rerank, n_full_scores=256)
         after = [[(h.id, h.key, h.score, h.payload) for h in second.search(q, 10)] for q in wiki["queries"][:15]]
         assert second.count() == N_DOCS and second.fingerprints() == {k: f"fp{i}" for i, k in enumerate(wiki["keys"])}
         second.close()
@@ -201,7 +201,7 @@ def test_reload_from_disk_gives_identical_results(built: Path, wiki: dict) -> No
 
 
 def test_delete_keeps_every_other_id_right(copy_of_built: Path, wiki: dict) -> None:
-    store = PlaidStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
+    store = PlaidMultiVectorStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
     gone = list(range(100, 900, 32))  # 25 records from the middle: fast-plaid renumbers everything after each
     store.delete([wiki["keys"][i] for i in gone])
     assert store.uses_plaid and store.count() == N_DOCS - len(gone)
@@ -221,13 +221,13 @@ def test_delete_keeps_every_other_id_right(copy_of_built: Path, wiki: dict) -> N
     store.delete(["wiki/not there"])  # absent keys are ignored
     assert store.count() == N_DOCS - len(gone) + 5
     store.close()
-    reopened = PlaidStore(copy_of_built, plaid_min_documents=500)
+    reopened = PlaidMultiVectorStore(copy_of_built, plaid_min_documents=500)
     assert reopened.uses_plaid and reopened.search(_self_query(wiki, gone[0]), 1)[0].key == wiki["keys"][gone[0]]
     reopened.close()
 
 
 def test_adding_the_same_id_twice_leaves_one_copy(copy_of_built: Path, wiki: dict) -> None:
-    store = PlaidStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
+    store = PlaidMultiVectorStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
     i, j = 600, 601
     key = wiki["keys"][i]
     first = Record(key, payload={"v": 1}, fingerprint="v1", token_vectors=wiki["documents"][i])
@@ -268,7 +268,7 @@ def test_fast_plaid_runs_on_the_encoders_model_thread(
             return __original(self, *args, **kwargs)
 
         monkeypatch.setattr(FastPlaid, name, recording)
-    store = PlaidStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
+    store = PlaidMultiVectorStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
     i = 700
     changed = Record(wiki["keys"][i], payload={"v": 1}, token_vectors=wiki["documents"][i + 1])
     with ThreadPoolExecutor(1) as worker:
@@ -281,7 +281,7 @@ def test_fast_plaid_runs_on_the_encoders_model_thread(
 
 
 def test_filters_return_only_matching_records(built: Path, wiki: dict, exact: MemoryMultiVectorStore) -> None:
-    store = PlaidStore(built, plaid_min_documents=500)
+    store = PlaidMultiVectorStore(built, plaid_min_documents=500)
     filters = [
         {"topic": "History"},
         {"n": {"gte": 300, "lt": 700}},
@@ -312,7 +312,7 @@ def test_filters_return_only_matching_records(built: Path, wiki: dict, exact: Me
 
 def test_a_bad_batch_leaves_a_built_index_as_it_was(copy_of_built: Path, wiki: dict) -> None:
     """(Every kind of bad record is in the conformance suite; here: a built PLAID index is untouched.)"""
-    store = PlaidStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
+    store = PlaidMultiVectorStore(copy_of_built, plaid_min_documents=500, n_full_scores=256)
     dim = wiki["dimension"]
     good = _records(wiki, [5])[0]
     record = Record("bad/narrow", token_vectors=np.ones((3, dim - 1), dtype=np.float32))
@@ -366,21 +366,21 @@ import os, sys
 import lfm_retrieval_plaid.store as plaid_store
 
 folder, key = sys.argv[1], sys.argv[2]
-original = plaid_store.PlaidStore._update_index
+original = plaid_store.PlaidMultiVectorStore._update_index
 
 def update_then_die(self, removed, added):
     original(self, removed, added)  # the PLAID write happens ...
     os._exit(9)  # ... and the process dies before SQLite records that it did
 
-plaid_store.PlaidStore._update_index = update_then_die
-store = plaid_store.PlaidStore(folder, plaid_min_documents=100)
+plaid_store.PlaidMultiVectorStore._update_index = update_then_die
+store = plaid_store.PlaidMultiVectorStore(folder, plaid_min_documents=100)
 store.delete([key])
 """
 
 
 def test_a_kill_between_the_plaid_write_and_the_commit_is_reconciled(tmp_path: Path, wiki: dict) -> None:
     folder, n, victim = tmp_path / "killed", 300, 150
-    store = PlaidStore(folder, plaid_min_documents=100)
+    store = PlaidMultiVectorStore(folder, plaid_min_documents=100)
     store.ensure_collection(_spec(wiki))
     store.upsert(_records(wiki, range(n)))
     assert store.uses_plaid
@@ -394,7 +394,7 @@ def test_a_kill_between_the_plaid_write_and_the_commit_is_reconciled(tmp_path: P
     )
     assert child.returncode == 9, child.stderr[-2000:]
     # SQLite committed the delete; fast-plaid renumbered its documents; the pending flag is still set.
-    store = PlaidStore(folder, plaid_min_documents=100)
+    store = PlaidMultiVectorStore(folder, plaid_min_documents=100)
     started = time.perf_counter()
     assert store.count() == n - 1  # opening reconciled: the index was rebuilt from SQLite
     print(f"\nreconciled (rebuilt {n - 1} docs) in {time.perf_counter() - started:.1f}s")

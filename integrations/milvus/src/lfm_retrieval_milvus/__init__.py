@@ -12,7 +12,7 @@ from typing import Any
 
 from lfm_retrieval.stores import Store, serves
 from lfm_retrieval_milvus.connection import MilvusStoreError, UnsupportedSpecError
-from lfm_retrieval_milvus.filters import NEVER, ExpressionBuilder, build_expression
+from lfm_retrieval_milvus.filters import NEVER, ExpressionBuilder, to_filter
 from lfm_retrieval_milvus.multivector import MilvusHybridStore, MilvusMultiVectorStore
 from lfm_retrieval_milvus.store import MilvusDenseStore
 from lfm_retrieval_milvus.uri import MilvusTarget, parse_uri
@@ -26,9 +26,9 @@ __all__ = [
     "MilvusStoreError",
     "MilvusTarget",
     "UnsupportedSpecError",
-    "build_expression",
     "from_uri",
     "parse_uri",
+    "to_filter",
 ]
 
 

@@ -14,8 +14,8 @@ from pymilvus import MilvusClient
 from lfm_retrieval.stores.base import Store
 from lfm_retrieval.stores.filters import Node, matches
 from lfm_retrieval.stores.records import AnySpec, CollectionSpec, HybridSpec, Record
-from lfm_retrieval_milvus.connection import UnsupportedSpecError, translate_errors
-from lfm_retrieval_milvus.filters import ExpressionBuilder, Never
+from lfm_retrieval_milvus.connection import UnsupportedSpecError, connection_errors
+from lfm_retrieval_milvus.filters import Never, to_filter
 from lfm_retrieval_milvus.layout import (
     FINGERPRINT,
     ID,
@@ -74,7 +74,6 @@ class MilvusCollection(Store):
         self._consistency = consistency
         # Lite compares with Python's == (True == 1): filters there select a superset.
         self._exact_filters = not target.lite
-        self._expressions = ExpressionBuilder(METADATA, in_lists=not target.lite)
         self._loaded = False
         self._description: dict[str, Any] = {}
         self._client: MilvusClient | None = self._connect(timeout, token)
@@ -84,7 +83,7 @@ class MilvusCollection(Store):
         if self.target.lite:
             Path(self.target.client_uri).parent.mkdir(parents=True, exist_ok=True)
         operation = "open the file (one process at a time per Milvus Lite file)" if self.target.lite else "connect"
-        with translate_errors(self.uri, operation):
+        with connection_errors(self.target, operation):
             return MilvusClient(
                 uri=self.target.client_uri,
                 user=self.target.user,
@@ -102,14 +101,14 @@ class MilvusCollection(Store):
         return self._client
 
     def _call(self, operation: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with translate_errors(self.uri, operation):
+        with connection_errors(self.target, operation):
             return method(*args, timeout=self._request_timeout, **kwargs)
 
     def close(self) -> None:
         """Close the client (the connection is shared with other clients of the same server)."""
         if self._client is not None:
             client, self._client = self._client, None
-            with translate_errors(self.uri, "close"):
+            with connection_errors(self.target, "close"):
                 client.close()
 
     def server_version(self) -> str:
@@ -244,7 +243,7 @@ class MilvusCollection(Store):
 
     # -- reads ------------------------------------------------------------------------------
     def _count(self, filter: Node | None) -> int:
-        expression = self._expressions.build(filter)
+        expression = to_filter(filter, METADATA, in_lists=not self.target.lite)
         if isinstance(expression, Never):
             return 0
         if filter is None or self._exact_filters:
@@ -298,7 +297,7 @@ class MilvusCollection(Store):
         )
         try:
             while True:
-                with translate_errors(self.uri, "scan records"):
+                with connection_errors(self.target, "scan records"):
                     batch = iterator.next()
                 if not batch:
                     return
@@ -312,7 +311,7 @@ class MilvusCollection(Store):
         """The ``limit`` nearest rows to ``query`` that match ``filter`` (Milvus' hits, best first)."""
         if limit > MAX_TOP_K:
             raise ValueError(f"k={limit}: Milvus returns at most {MAX_TOP_K} hits per search")
-        expression = self._expressions.build(filter)
+        expression = to_filter(filter, METADATA, in_lists=not self.target.lite)
         if isinstance(expression, Never):
             return []
         fields = list(dict.fromkeys([KEY, METADATA, *output_fields]))

@@ -9,6 +9,7 @@ import grpc
 from pymilvus.exceptions import MilvusException
 
 from lfm_retrieval.errors import LFMRetrievalError, StoreUnavailableError
+from lfm_retrieval_milvus.uri import MilvusTarget
 
 _UNAVAILABLE_GRPC = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 # pymilvus raises code 2 when it cannot open a channel to the server at all.
@@ -41,8 +42,9 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 @contextmanager
-def translate_errors(uri: str, operation: str) -> Iterator[None]:
-    """Re-raise Milvus and gRPC errors as StoreUnavailableError or MilvusStoreError naming ``uri``."""
+def connection_errors(target: MilvusTarget, operation: str) -> Iterator[None]:
+    """Re-raise Milvus and gRPC errors as StoreUnavailableError or MilvusStoreError naming the store's URI."""
+    uri = target.display_uri
     try:
         yield
     except LFMRetrievalError:

@@ -136,11 +136,6 @@ class ExpressionBuilder(FilterTranslator[Expression]):
         self.in_lists = in_lists
         self.negations = in_lists if negations is None else negations
 
-    def build(self, node: Node | None) -> Expression | None:
-        """The expression for ``node``; None for no filter (or one every record matches), NEVER when none can."""
-        expression = None if node is None else self.translate(node)
-        return None if isinstance(expression, Always) else expression
-
     def _path(self, field: str) -> str | None:
         return json_path(self.field, field) if _storable(field) else None
 
@@ -203,6 +198,10 @@ class ExpressionBuilder(FilterTranslator[Expression]):
         return _all(tests)
 
 
-def build_expression(node: Node | None, field: str = "metadata", *, in_lists: bool = True) -> Expression | None:
-    """Shorthand for ``ExpressionBuilder(field, in_lists=in_lists).build(node)``."""
-    return ExpressionBuilder(field, in_lists=in_lists).build(node)
+def to_filter(node: Node | None, field: str = "metadata", *, in_lists: bool = True) -> Expression | None:
+    """The expression for ``node`` over the JSON field ``field`` (see :class:`ExpressionBuilder`).
+
+    None for no filter (or one every record matches), NEVER when no record can match.
+    """
+    expression = None if node is None else ExpressionBuilder(field, in_lists=in_lists).translate(node)
+    return None if isinstance(expression, Always) else expression

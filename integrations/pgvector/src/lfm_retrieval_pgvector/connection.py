@@ -27,10 +27,18 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-def unavailable(target: PgTarget, exc: BaseException) -> StoreUnavailableError:
-    """The error to raise for ``exc``: it names the (password-masked) URI."""
-    reason = str(exc).strip() or type(exc).__name__
-    return StoreUnavailableError(f"cannot reach PostgreSQL for store {target.display!r}: {reason}")
+@contextmanager
+def connection_errors(target: PgTarget, operation: str) -> Iterator[None]:
+    """Re-raise a connection failure in the block as StoreUnavailableError naming the (password-masked) URI."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
+        if not is_connection_error(exc):
+            raise
+        reason = str(exc).strip() or type(exc).__name__
+        raise StoreUnavailableError(
+            f"cannot reach PostgreSQL for store {target.display!r} ({operation}): {reason}"
+        ) from exc
 
 
 def configure(conn: psycopg.Connection) -> None:
@@ -55,11 +63,8 @@ def connect_kwargs(timeout: float) -> dict[str, object]:
 def open_pool(target: PgTarget, *, timeout: float, min_size: int, max_size: int) -> ConnectionPool:
     """A started pool on ``target``: one direct connection first, so a failure names its real cause."""
     kwargs = connect_kwargs(timeout)
-    try:
-        with psycopg.connect(target.dsn, **kwargs) as probe:  # type: ignore[arg-type]
-            configure(probe)
-    except psycopg.OperationalError as exc:
-        raise unavailable(target, exc) from exc
+    with connection_errors(target, "connect"), psycopg.connect(target.dsn, **kwargs) as probe:  # type: ignore[arg-type]
+        configure(probe)
     pool = ConnectionPool(
         target.dsn,
         min_size=min_size,
@@ -72,20 +77,16 @@ def open_pool(target: PgTarget, *, timeout: float, min_size: int, max_size: int)
         open=False,
     )
     try:
-        pool.open(wait=True, timeout=timeout)
-    except PoolTimeout as exc:
+        with connection_errors(target, "open the connection pool"):
+            pool.open(wait=True, timeout=timeout)
+    except BaseException:
         pool.close()
-        raise unavailable(target, exc) from exc
+        raise
     return pool
 
 
 @contextmanager
 def connection(pool: ConnectionPool, target: PgTarget) -> Iterator[psycopg.Connection]:
     """A pooled connection; connection failures become StoreUnavailableError naming the URI."""
-    try:
-        with pool.connection() as conn:
-            yield conn
-    except (psycopg.OperationalError, PoolTimeout, PoolClosed) as exc:
-        if is_connection_error(exc):
-            raise unavailable(target, exc) from exc
-        raise
+    with connection_errors(target, "use a pooled connection"), pool.connection() as conn:
+        yield conn

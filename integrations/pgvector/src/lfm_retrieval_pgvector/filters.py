@@ -27,7 +27,7 @@ _TRUE = sql.SQL("true")
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-def filter_sql(node: Node | None, column: str = "metadata") -> tuple[sql.Composable, list[Any]]:
+def to_filter(node: Node | None, column: str = "metadata") -> tuple[sql.Composable, list[Any]]:
     """``(condition, params)`` for a WHERE clause; ``true`` for no filter."""
     if node is None:
         return _TRUE, []

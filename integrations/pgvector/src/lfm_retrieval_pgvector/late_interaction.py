@@ -4,9 +4,9 @@ pgvector has no MaxSim. Both stores keep each record's token vectors in a ``toke
 column and ask PostgreSQL, in one query, for the first stage's candidates *with* their
 token vectors; the exact MaxSim over those candidates runs here, in NumPy:
 
-* ``PgHybridStore``: the ``prefetch`` nearest records by the dense vector (HNSW), filter in
+* ``PgvectorHybridStore``: the ``prefetch`` nearest records by the dense vector (HNSW), filter in
   the same WHERE clause.
-* ``PgMultiVectorStore``: the ``candidates`` best records by the dot product of MUVERA
+* ``PgvectorMultiVectorStore``: the ``candidates`` best records by the dot product of MUVERA
   encodings (``muvera halfvec`` with an HNSW index; :mod:`lfm_retrieval.muvera`), so no dense
   model is needed.
 """
@@ -23,7 +23,7 @@ from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import HybridStore, MultiVectorStore
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval.stores.records import CollectionSpec, Hit, HybridSpec
-from lfm_retrieval_pgvector.filters import filter_sql
+from lfm_retrieval_pgvector.filters import to_filter
 from lfm_retrieval_pgvector.layout import OPERATORS
 from lfm_retrieval_pgvector.rows import HalfVector, tokens_from_bytes
 from lfm_retrieval_pgvector.store import EF_SEARCH_MAX, PgTable
@@ -43,7 +43,7 @@ class _MaxSimRerank(PgTable):
         self, order: sql.Composable, query_vector: Any, limit: int, filter: Node | None
     ) -> list[tuple[Any, ...]]:
         """``limit`` rows (id, key, metadata, tokens) nearest by ``order`` among those ``filter`` admits: one query."""
-        condition, params = filter_sql(filter)
+        condition, params = to_filter(filter)
         query = sql.SQL("SELECT id, key, metadata, tokens FROM {} WHERE {} ORDER BY {} %s LIMIT %s").format(
             self.layout.qualified, condition, order
         )
@@ -65,7 +65,7 @@ class _MaxSimRerank(PgTable):
         return [Hit(str(rows[i][0]), rows[i][1], float(scores[i]), rows[i][2]) for i in top]
 
 
-class PgHybridStore(_MaxSimRerank, HybridStore):
+class PgvectorHybridStore(_MaxSimRerank, HybridStore):
     """A hybrid collection: ``embedding`` (dense, HNSW) and ``tokens`` per row; dense prefetch, exact MaxSim rerank."""
 
     def _search(
@@ -77,7 +77,7 @@ class PgHybridStore(_MaxSimRerank, HybridStore):
         return self._rerank(token_vectors, self._first_stage(order, query_vector, prefetch, filter), k)
 
 
-class PgMultiVectorStore(_MaxSimRerank, MultiVectorStore):
+class PgvectorMultiVectorStore(_MaxSimRerank, MultiVectorStore):
     """A multivector collection: ``tokens`` and their MUVERA encoding ``muvera`` (HNSW, inner product) per row.
 
     ``candidates``: how many records the MUVERA stage hands to the exact MaxSim (at least ``k``).

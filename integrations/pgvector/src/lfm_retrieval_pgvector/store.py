@@ -1,4 +1,4 @@
-"""``PgTable``: a collection in one PostgreSQL table with pgvector; ``PgVectorStore``: a dense one."""
+"""``PgTable``: a collection in one PostgreSQL table with pgvector; ``PgvectorDenseStore``: a dense one."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from lfm_retrieval.stores.base import DenseStore, FilterSpec, Store
 from lfm_retrieval.stores.filters import Node, parse_filter
 from lfm_retrieval.stores.records import AnySpec, Hit, HybridSpec, Record, check_query_vector
 from lfm_retrieval_pgvector.connection import connection, open_pool
-from lfm_retrieval_pgvector.filters import filter_sql
+from lfm_retrieval_pgvector.filters import to_filter
 from lfm_retrieval_pgvector.layout import OPERATORS, REGISTRY_TABLE, Layout, columns_of
 from lfm_retrieval_pgvector.rows import (
     HalfVector,
@@ -47,7 +47,7 @@ class PgTable(Store):
     table. Connections come from a pool opened on first use. An ``upsert`` into an empty
     table loads with COPY first and builds the HNSW and GIN indexes after; later upserts
     merge through a temporary table with ``INSERT ... ON CONFLICT``, one transaction per batch.
-    The stores of each kind (:class:`PgVectorStore`, and the multivector and hybrid stores of
+    The stores of each kind (:class:`PgvectorDenseStore`, and the multivector and hybrid stores of
     ``lfm_retrieval_pgvector.late_interaction``) add their search.
     """
 
@@ -399,7 +399,7 @@ class PgTable(Store):
                 yield Record(key, vector, metadata, fingerprint, matrix)
 
     def _count(self, filter: Node | None) -> int:
-        condition, params = filter_sql(filter)
+        condition, params = to_filter(filter)
         with self._transaction() as conn:
             query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.layout.qualified, condition)
             return conn.execute(query, params).fetchone()[0]
@@ -428,13 +428,13 @@ class PgTable(Store):
         return rows
 
 
-class PgVectorStore(PgTable, DenseStore):
+class PgvectorDenseStore(PgTable, DenseStore):
     """A dense collection: ``embedding vector(d)|halfvec(d)`` with an HNSW index (see :class:`PgTable`)."""
 
     def _search_query(self, vector: np.ndarray, k: int, filter: Node | None) -> tuple[sql.Composed, list[Any]]:
         spec = self._require_spec()
         query_vector: Any = HalfVector(vector) if spec.vector_type == "float16" else vector
-        condition, params = filter_sql(filter)
+        condition, params = to_filter(filter)
         operator = sql.SQL(OPERATORS[spec.distance])
         query = sql.SQL(
             "SELECT id, key, metadata, embedding {op} %s AS distance FROM {table} WHERE {condition} "

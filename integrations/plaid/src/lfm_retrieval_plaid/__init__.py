@@ -12,9 +12,9 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lfm_retrieval.stores import serves
-from lfm_retrieval_plaid.store import DB_NAME, INDEX_DIR, PlaidStore
+from lfm_retrieval_plaid.store import DB_NAME, INDEX_DIR, PlaidMultiVectorStore
 
-__all__ = ["DB_NAME", "INDEX_DIR", "PlaidStore", "folder_of", "from_uri"]
+__all__ = ["DB_NAME", "INDEX_DIR", "PlaidMultiVectorStore", "folder_of", "from_uri"]
 
 _INT_OPTIONS = (
     "plaid_min_documents",
@@ -60,12 +60,12 @@ def _option(name: str, value: str, uri: str) -> Any:
 
 
 @serves("multivector")
-def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> PlaidStore:
+def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> PlaidMultiVectorStore:
     """``plaid://./relative/folder`` or ``plaid:///absolute/folder``; PLAID serves ``kind="multivector"`` only.
 
     Settings come from the query string (``?plaid_min_documents=500&n_ivf_probe=16``) or
-    ``options`` (which win); see :class:`PlaidStore`.
+    ``options`` (which win); see :class:`PlaidMultiVectorStore`.
     """
     settings = {name: _option(name, value, uri) for name, value in parse_qsl(urlsplit(uri).query)}
     settings.update(options)
-    return PlaidStore(folder_of(uri), uri=uri, **settings)
+    return PlaidMultiVectorStore(folder_of(uri), uri=uri, **settings)

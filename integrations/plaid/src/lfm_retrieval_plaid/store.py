@@ -65,7 +65,7 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
         yield items[start : start + _CHUNK]
 
 
-class PlaidStore(MultiVectorStore):
+class PlaidMultiVectorStore(MultiVectorStore):
     """ColBERT token vectors in a PLAID index (approximate MaxSim), with exact stable ids.
 
     ``plaid_min_documents``: below this many records there is no PLAID index and search is
