@@ -6,10 +6,8 @@ no engine here offers native MAX_SIM (so the client-side rerank is the one in us
 from __future__ import annotations
 
 import itertools
-import json
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,28 +17,28 @@ pytest.importorskip("lfm_retrieval_milvus")
 pytest.importorskip("fastembed")
 
 from pymilvus import DataType, MilvusClient
-from typer.testing import CliRunner
 
-from lfm_retrieval.cli import app
-from lfm_retrieval.data import SAMPLE_CATALOG
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
-from lfm_retrieval.scoring import maxsim_scores
-from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, Store, copy_collection, open_store
+from lfm_retrieval.stores import Store, open_store
 from lfm_retrieval.testing.stores import (
     HybridStoreSuite,
     MultiVectorStoreSuite,
-    exact_store,
     record_of,
     spec_of,
 )
 from lfm_retrieval_milvus import UnsupportedSpecError
 from lfm_retrieval_milvus.layout import FIRST_STAGE_PROPERTY, TOKENS
 from lfm_retrieval_milvus.tokens import PAGE_CHARS, from_pages, max_tokens, to_pages
-from test_muvera import clustered_corpus
+from stores.colbert_corpus import (
+    MUVERA,
+    check_a_filter_reaches_the_first_stage,
+    check_cli_index_and_search,
+    check_copy_from_qdrant_edge,
+    recalls_at_10,
+)
 
 pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients (tests/conftest.py)
 _names = itertools.count()
-WIDTH = 128  # LFM2.5-ColBERT's token vector width
 
 
 def _name(prefix: str = "mv") -> str:
@@ -236,84 +234,23 @@ def test_bad_multivector_options_are_refused(milvus_uri, option):
 # -- recall against exact MaxSim over every document ------------------------------------------------
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def corpus() -> tuple[list[Record], list[np.ndarray], list[np.ndarray]]:
-    """600 documents of 5 to 150 token vectors (128-d, clustered by topic), a dense vector each (the mean
-    of its tokens, a stand-in for a dense model that agrees with ColBERT on topics), 30 queries."""
-    rng = np.random.default_rng(29)
-    docs, queries = clustered_corpus(rng, documents=600, queries=30, width=WIDTH)
-    records = [
-        Record(f"doc-{i}", _unit(d.mean(axis=0)), {"i": i, "half": i % 2}, f"fp{i}", token_vectors=d)
-        for i, d in enumerate(docs)
-    ]
-    return records, docs, queries
-
-
-def _tokens_only(records: list[Record]) -> list[Record]:
-    return [Record(r.key, None, r.payload, r.fingerprint, r.token_vectors) for r in records]
-
-
-def _recall(found: list[list[str]], truth: list[list[str]]) -> float:
-    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
-
-
-HYBRID_SPEC = HybridSpec(CollectionSpec(WIDTH, model="d"), CollectionSpec(WIDTH, model="c", kind="multivector"))
-MULTI_SPEC = CollectionSpec(WIDTH, model="c", kind="multivector")
-
-
-def test_recall_at_10_against_exact_maxsim(server_store, corpus, record_property) -> None:
+def test_recall_at_10_against_exact_maxsim(server_store, record_property) -> None:
     """Recall@10 of each store against exact MaxSim over all 600 documents. The hybrid store's
     recall is its dense stand-in's (the mean of a document's tokens, weaker than a real dense
     model): the store returns exactly the reference two-stage result (exact dense top-``prefetch``,
     exact MaxSim) and reaches 0.95 at prefetch 300 (0.79 at 100, 0.91 at 200)."""
-    records, docs, queries = corpus
-    exact = maxsim_scores(queries, docs)  # cosine spec on unit token vectors: plain MaxSim
-    truth = [[f"doc-{i}" for i in np.argsort(-row, kind="stable")[:10]] for row in exact]
-    hybrid = server_store("hybrid")
-    hybrid.ensure_collection(HYBRID_SPEC)
-    multi = server_store("multivector")
-    multi.ensure_collection(MULTI_SPEC)
-    assert hybrid.upsert(records) == multi.upsert(_tokens_only(records)) == 600
-    reference = exact_store("hybrid", HYBRID_SPEC, records)
-    recalls = {
-        "multivector (MUVERA, defaults)": _recall([[h.key for h in multi.search(q, 10)] for q in queries], truth)
-    }
-    for prefetch in (100, 200, 300):
-        found = [[h.key for h in hybrid.search(_unit(q.mean(axis=0)), q, 10, prefetch=prefetch)] for q in queries]
-        expected = [[h.key for h in reference.search(_unit(q.mean(axis=0)), q, 10, prefetch=prefetch)] for q in queries]
-        recalls[f"hybrid prefetch={prefetch}"] = _recall(found, truth)
-        recalls[f"hybrid prefetch={prefetch} vs the exact two-stage reference"] = _recall(found, expected)
+    recalls = recalls_at_10(server_store, prefetches=(100, 200, 300))
     for name, value in recalls.items():
         print(f"Milvus {name}: recall@10 = {value:.3f}")
         record_property(name, value)
-    assert recalls["multivector (MUVERA, defaults)"] >= 0.95, recalls
+    assert recalls[MUVERA] >= 0.95, recalls
     assert recalls["hybrid prefetch=300"] >= 0.95, recalls
     assert all(recalls[f"hybrid prefetch={p} vs the exact two-stage reference"] >= 0.99 for p in (100, 200, 300))
-    top = multi.search(queries[0], 3)  # the scores are exact MaxSim
-    np.testing.assert_allclose([h.score for h in top], np.sort(exact[0])[::-1][:3], rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["hybrid", "multivector"])
-def test_a_filter_that_excludes_the_first_stage_top_1_returns_the_best_allowed_document(server_store, corpus, kind):
-    records = corpus[0][:200]
-    spec = HYBRID_SPEC if kind == "hybrid" else MULTI_SPEC
-    records = records if kind == "hybrid" else _tokens_only(records)
-    store = server_store(kind)
-    store.ensure_collection(spec)
-    store.upsert(records)
-    reference = exact_store(kind, spec, records)
-    target = records[7]  # payload half=1
-    query = (target.token_vectors,) if kind == "multivector" else (target.vector, target.token_vectors)
-    options = {"prefetch": 50} if kind == "hybrid" else {}
-    assert store.search(*query, 1, **options)[0].key == target.key
-    options = {"prefetch": 200} if kind == "hybrid" else {}
-    hits = store.search(*query, 5, {"half": 0}, **options)
-    expected = reference.search(*query, 5, {"half": 0}, **options)
-    assert [h.key for h in hits] == [h.key for h in expected] and all(h.payload["half"] == 0 for h in hits)
+def test_a_filter_that_excludes_the_first_stage_top_1_returns_the_best_allowed_document(server_store, kind):
+    check_a_filter_reaches_the_first_stage(server_store, kind)
 
 
 # -- the command line and copy ----------------------------------------------------------------------
@@ -322,40 +259,13 @@ def test_a_filter_that_excludes_the_first_stage_top_1_returns_the_best_allowed_d
 @pytest.mark.parametrize("mode", ["colbert", "hybrid"])
 def test_cli_index_and_search_on_milvus(mode, dense_path, colbert_path, milvus_uri, tmp_path):
     store = f"{milvus_uri.rstrip('/')}/{_name(f'cli_{mode}')}"
-    models = ["--model", str(dense_path), "--colbert", str(colbert_path), "--mode", mode]
-    catalog = tmp_path / "catalog.jsonl"
-    catalog.write_text("".join(Path(SAMPLE_CATALOG).read_text(encoding="utf-8").splitlines(True)[:40]), "utf-8")
-    runner = CliRunner()
-    indexed = runner.invoke(app, ["index", str(catalog), "--store", store, *models, "--payload", "title", "--json"])
-    assert indexed.exit_code == 0, indexed.output
-    summary = json.loads(indexed.stdout[indexed.stdout.index("{") :])
-    assert (summary["read"], summary["written"], summary["failed"]) == (40, 40, 0)
-    found = runner.invoke(app, ["search", "waterproof jacket", "--store", store, *models, "-k", "3", "--json"])
-    assert found.exit_code == 0, found.output
-    hits = json.loads(found.stdout)
-    assert len(hits) == 3 and all(hit["payload"]["title"] for hit in hits)
-    again = runner.invoke(app, ["index", str(catalog), "--store", store, *models, "--payload", "title", "--json"])
-    assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout[again.stdout.index("{") :])["written"] == 0, "unchanged records are skipped"
+    check_cli_index_and_search(store, mode, dense_path, colbert_path, tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["multivector", "hybrid"])
 def test_copy_from_qdrant_edge_to_milvus(kind, tmp_path, milvus_uri):
     pytest.importorskip("qdrant_edge")
-    from stores.test_copy import SPECS, _records, assert_same_collection
-
-    source = open_store(f"qdrant+edge://{tmp_path}/edge/src", kind=kind)
-    source.ensure_collection(SPECS[kind])
-    source.upsert(_records(150, kind))
-    destination = open_store(f"{milvus_uri.rstrip('/')}/{_name(f'copy_{kind[:5]}')}", kind=kind)
-    report = copy_collection(source, destination, batch_size=64, progress=False)
-    assert (report.copied, report.total) == (150, 150)
-    assert destination.collection_spec() == SPECS[kind]
-    assert_same_collection(source, destination)
-    again = copy_collection(source, destination, batch_size=64, progress=False)
-    assert (again.copied, again.skipped) == (0, 150)
-    query = _records(1, kind, seed=9)[0]
-    args = (query.token_vectors,) if kind == "multivector" else (query.vector, query.token_vectors)
-    assert [h.key for h in destination.search(*args, 5)] == [h.key for h in source.search(*args, 5)]
+    destination_uri = f"{milvus_uri.rstrip('/')}/{_name(f'copy_{kind[:5]}')}"
+    source, destination = check_copy_from_qdrant_edge(kind, tmp_path, destination_uri)
     destination.close()
     source.close()

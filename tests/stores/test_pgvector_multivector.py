@@ -5,33 +5,32 @@ over all documents, filters in the first stage, the recorded MUVERA settings, th
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from lfm_retrieval.cli import app
-from lfm_retrieval.data import SAMPLE_CATALOG
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
-from lfm_retrieval.scoring import maxsim_scores
-from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, Store, copy_collection, copy_uri, open_store
-from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite, exact_store, unique_name
+from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, Store, copy_uri, open_store
+from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite, unique_name
 
 pytest.importorskip("lfm_retrieval_pgvector")
 pytest.importorskip("fastembed")
 psycopg = pytest.importorskip("psycopg")
 
+from stores.colbert_corpus import (  # noqa: E402
+    MUVERA,
+    check_a_filter_reaches_the_first_stage,
+    check_cli_index_and_search,
+    check_copy_from_qdrant_edge,
+    recalls_at_10,
+)
 from stores.test_pgvector_store import with_table  # noqa: E402
-from test_muvera import clustered_corpus  # noqa: E402
 
 pytestmark = pytest.mark.one_stack
 
 _tables = itertools.count()
-WIDTH = 128  # LFM2.5-ColBERT's token vector width
 
 
 def table_name(prefix: str) -> str:
@@ -85,91 +84,22 @@ class TestPgVectorHybrid(HybridStoreSuite):
 # -- recall against exact MaxSim over every document ------------------------------------------------
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def corpus() -> tuple[list[Record], list[np.ndarray], list[np.ndarray]]:
-    """600 documents of 5 to 150 token vectors (128-d, clustered by topic), a dense vector each (the mean
-    of its tokens, a stand-in for a dense model that agrees with ColBERT on topics), 30 queries."""
-    rng = np.random.default_rng(29)
-    docs, queries = clustered_corpus(rng, documents=600, queries=30, width=WIDTH)
-    records = [
-        Record(f"doc-{i}", _unit(d.mean(axis=0)), {"i": i, "half": i % 2}, f"fp{i}", token_vectors=d)
-        for i, d in enumerate(docs)
-    ]
-    return records, docs, queries
-
-
-def _recall(found: list[list[str]], truth: list[list[str]]) -> float:
-    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
-
-
-def test_recall_at_10_against_exact_maxsim(open_kind, corpus, record_property) -> None:
-    records, docs, queries = corpus
-    exact = maxsim_scores(queries, docs)  # cosine spec on unit token vectors: plain MaxSim
-    truth = [[f"doc-{i}" for i in np.argsort(-row, kind="stable")[:10]] for row in exact]
-
-    hybrid = open_kind("hybrid")
-    hybrid.ensure_collection(
-        HybridSpec(CollectionSpec(WIDTH, model="d"), CollectionSpec(WIDTH, model="c", kind="multivector"))
-    )
-    multi = open_kind("multivector")
-    multi.ensure_collection(CollectionSpec(WIDTH, model="c", kind="multivector"))
-    assert (
-        hybrid.upsert(records)
-        == multi.upsert([Record(r.key, None, r.payload, r.fingerprint, r.token_vectors) for r in records])
-        == 600
-    )
-
-    dense_queries = [_unit(q.mean(axis=0)) for q in queries]
-    reference = exact_store("hybrid", hybrid.collection_spec(), records)
-    recalls = {}
-    for prefetch in (100, 300):
-        found = [
-            [h.key for h in hybrid.search(d, q, 10, prefetch=prefetch)]
-            for d, q in zip(dense_queries, queries, strict=True)
-        ]
-        exact_two_stage = [
-            [h.key for h in reference.search(d, q, 10, prefetch=prefetch)]
-            for d, q in zip(dense_queries, queries, strict=True)
-        ]
-        assert found == exact_two_stage, "the store ranks exactly as an exact dense prefetch + MaxSim would"
-        recalls[f"hybrid prefetch={prefetch}"] = _recall(found, truth)
-    recalls["multivector (MUVERA, defaults)"] = _recall([[h.key for h in multi.search(q, 10)] for q in queries], truth)
+def test_recall_at_10_against_exact_maxsim(open_kind, record_property) -> None:
+    """Recall@10 of each store against exact MaxSim over all 600 documents; the hybrid store ranks
+    exactly as an exact dense prefetch + MaxSim would."""
+    recalls = recalls_at_10(open_kind, prefetches=(100, 300))
     for name, value in recalls.items():
         print(f"pgvector {name}: recall@10 vs exact MaxSim over 600 documents = {value:.3f}")
         record_property(name, value)
+    assert all(recalls[f"hybrid prefetch={p} vs the exact two-stage reference"] == 1.0 for p in (100, 300)), recalls
     # The hybrid's recall is its dense model's agreement with ColBERT (here: mean-pooled tokens, whose
     # top 100 holds 0.79 of MaxSim's top 10 on this data); the store adds no loss (asserted above).
-    assert recalls["hybrid prefetch=300"] >= 0.95 and recalls["multivector (MUVERA, defaults)"] >= 0.95, recalls
-    # the scores are exact MaxSim
-    top = multi.search(queries[0], 3)
-    np.testing.assert_allclose([h.score for h in top], np.sort(exact[0])[::-1][:3], rtol=1e-5)
+    assert recalls["hybrid prefetch=300"] >= 0.95 and recalls[MUVERA] >= 0.95, recalls
 
 
 @pytest.mark.parametrize("kind", ["hybrid", "multivector"])
-def test_a_filter_that_excludes_the_first_stage_top_1_returns_the_best_allowed_document(open_kind, corpus, kind):
-    records = corpus[0][:200]
-    if kind == "multivector":
-        records = [Record(r.key, None, r.payload, r.fingerprint, r.token_vectors) for r in records]
-        spec = CollectionSpec(WIDTH, model="c", kind="multivector")
-    else:
-        spec = HybridSpec(CollectionSpec(WIDTH, model="d"), CollectionSpec(WIDTH, model="c", kind="multivector"))
-    store = open_kind(kind)
-    store.ensure_collection(spec)
-    store.upsert(records)
-    reference = exact_store(kind, spec, records)
-    target = records[7]  # payload half=1
-    query = (target.token_vectors,) if kind == "multivector" else (target.vector, target.token_vectors)
-    options = {"prefetch": 50} if kind == "hybrid" else {}
-    assert store.search(*query, 1, **options)[0].key == target.key
-    only_even = {"half": 0}
-    options = {"prefetch": 200} if kind == "hybrid" else {}
-    hits = store.search(*query, 5, only_even, **options)
-    expected = reference.search(*query, 5, only_even, **options)
-    assert [h.key for h in hits] == [h.key for h in expected] and all(h.payload["half"] == 0 for h in hits)
+def test_a_filter_that_excludes_the_first_stage_top_1_returns_the_best_allowed_document(open_kind, kind):
+    check_a_filter_reaches_the_first_stage(open_kind, kind)
 
 
 # -- the collection's settings ----------------------------------------------------------------------
@@ -224,39 +154,16 @@ def test_bad_token_vectors_refuse_the_batch_and_keep_what_was_stored(open_kind):
 @pytest.mark.parametrize("mode", ["colbert", "hybrid"])
 def test_cli_index_and_search_on_postgresql(mode, dense_path, colbert_path, postgres_dsn, tmp_path):
     store = with_table(postgres_dsn, table_name(f"cli_{mode}"))
-    models = ["--model", str(dense_path), "--colbert", str(colbert_path), "--mode", mode]
-    catalog = tmp_path / "catalog.jsonl"
-    catalog.write_text("".join(Path(SAMPLE_CATALOG).read_text(encoding="utf-8").splitlines(True)[:40]), "utf-8")
-    runner = CliRunner()
-    indexed = runner.invoke(app, ["index", str(catalog), "--store", store, *models, "--payload", "title", "--json"])
-    assert indexed.exit_code == 0, indexed.output
-    summary = json.loads(indexed.stdout[indexed.stdout.index("{") :])
-    assert (summary["read"], summary["written"], summary["failed"]) == (40, 40, 0)
-    found = runner.invoke(app, ["search", "waterproof jacket", "--store", store, *models, "-k", "3", "--json"])
-    assert found.exit_code == 0, found.output
-    hits = json.loads(found.stdout)
-    assert len(hits) == 3 and all(hit["payload"]["title"] for hit in hits)
+    check_cli_index_and_search(store, mode, dense_path, colbert_path, tmp_path)
 
 
 @pytest.mark.parametrize("kind", ["multivector", "hybrid"])
 def test_copy_from_qdrant_edge_to_postgresql(kind, tmp_path, postgres_dsn):
     pytest.importorskip("qdrant_edge")
-    from stores.test_copy import SPECS, _records, assert_same_collection
+    from stores.test_copy import assert_same_collection
 
-    source = open_store(f"qdrant+edge://{tmp_path}/edge/src", kind=kind)
-    source.ensure_collection(SPECS[kind])
-    source.upsert(_records(150, kind))
     target = with_table(postgres_dsn, table_name(f"copy_{kind[:5]}"))
-    destination = open_store(target, kind=kind)
-    report = copy_collection(source, destination, batch_size=64, progress=False)
-    assert (report.copied, report.total) == (150, 150)
-    assert destination.collection_spec() == SPECS[kind]
-    assert_same_collection(source, destination)
-    again = copy_collection(source, destination, batch_size=64, progress=False)
-    assert (again.copied, again.skipped) == (0, 150)
-    query = _records(1, kind, seed=9)[0]
-    args = (query.token_vectors,) if kind == "multivector" else (query.vector, query.token_vectors)
-    assert [h.key for h in destination.search(*args, 5)] == [h.key for h in source.search(*args, 5)]
+    source, destination = check_copy_from_qdrant_edge(kind, tmp_path, target)
     back = f"memory://back-from-pg-{kind}-{tmp_path.name}"
     assert copy_uri(target, back, progress=False).copied == 150  # found as its kind
     with open_store(back, kind=kind) as copied:
