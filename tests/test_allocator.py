@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 # for 20 rounds after a warm-up round. The heap keeps them under the raised thresholds.
 PROBE = """
 import json, resource, sys, torch
-from lfm_retrieval.encoders.allocator import reuse_freed_memory
+from lfm_retrieval.runtimes.allocator import reuse_freed_memory
 
 def layer_round():
     alive = [torch.empty(4 * 2**20).fill_(1.0) for _ in range(4)]

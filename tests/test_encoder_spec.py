@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.runtimes.spec import EncoderSpec
+from lfm_retrieval.encoders import EncoderSpec, build_encoder
 
 TEXTS = ["waterproof trail shoes", "Kopfhörer mit Geräuschunterdrückung"]
 
@@ -16,11 +16,11 @@ TEXTS = ["waterproof trail shoes", "Kopfhörer mit Geräuschunterdrückung"]
 def test_every_encoder_carries_a_spec_that_rebuilds_it_through_json(dense_path, colbert_path) -> None:
     dense = DenseEncoder(str(dense_path), device="cpu", dtype="bfloat16", batch_size=4)
     assert dense.spec == EncoderSpec("dense", str(dense_path), device="cpu", dtype="bfloat16", batch_size=4)
-    again = EncoderSpec.from_dict(json.loads(json.dumps(dense.spec.to_dict()))).build()
+    again = build_encoder(EncoderSpec.from_dict(json.loads(json.dumps(dense.spec.to_dict()))))
     assert isinstance(again, DenseEncoder) and again.query_precision == "bfloat16" and again.batch_size == 4
     np.testing.assert_array_equal(again.encode_queries(TEXTS), dense.encode_queries(TEXTS))
     colbert = ColBERTEncoder(str(colbert_path), device="cpu", quantize=None)
-    rebuilt = EncoderSpec.from_dict(json.loads(json.dumps(colbert.spec.to_dict()))).build()
+    rebuilt = build_encoder(EncoderSpec.from_dict(json.loads(json.dumps(colbert.spec.to_dict()))))
     assert isinstance(rebuilt, ColBERTEncoder) and rebuilt.spec == colbert.spec
     for got, expected in zip(rebuilt.encode_documents(TEXTS), colbert.encode_documents(TEXTS), strict=True):
         np.testing.assert_array_equal(got, expected)
@@ -45,6 +45,11 @@ def test_bad_specs_are_refused_naming_the_field() -> None:
         EncoderSpec("colbert", prompts={"query": "q: ", "document": "d: "})
     with pytest.raises(ValueError, match="unknown encoder spec field"):
         EncoderSpec.from_dict({"kind": "dense", "modle": "x"})
+
+
+def test_a_class_of_the_other_kind_is_refused_before_anything_loads() -> None:
+    with pytest.raises(TypeError, match="cls=ColBERTEncoder is not a DenseEncoder, the encoder of a 'dense' spec"):
+        build_encoder(EncoderSpec("dense", "no/such/model"), ColBERTEncoder)
 
 
 def test_the_ray_engine_builds_its_actors_from_the_spec_not_from_the_loaded_model(dense_path) -> None:

@@ -12,8 +12,7 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="the gguf runtime needs lfm-retrieval[gguf] (llama-cpp-python)")
 
-from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder, Side
 from lfm_retrieval.errors import ModelLoadError
 from lfm_retrieval.runtimes.gguf import GGUFColBERTRuntime, GGUFDenseRuntime
 from lfm_retrieval.runtimes.gguf_convert import TOKENIZER_CHECK_TEXTS, convert, equivalent_pre_tokenizer

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder, InvalidTextError
-from lfm_retrieval.encoders.microbatch import BatcherClosed, MicroBatcher, QueueFull
+from lfm_retrieval.encoders.microbatch import MicroBatcher
+from lfm_retrieval.errors import BatcherClosed, QueueFull
 
 CALLERS = 32
 # Two token lengths among 32 queries: a coalesced batch holds both (padded, or two equal-length calls).

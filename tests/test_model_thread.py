@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.encoders.model_thread import model_thread_id, on_model_thread, run_on_model_thread
+from lfm_retrieval.runtimes.model_thread import model_thread_id, on_model_thread, run_on_model_thread
 
 QUERIES = ["waterproof trail shoes", "blue kettle", "warm winter jacket for kids", "usb-c charger"]
 

@@ -11,7 +11,8 @@ from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.encoders.batching import Side, length_sorted_batches
+from lfm_retrieval.encoders import Side
+from lfm_retrieval.encoders.batching import length_sorted_batches
 from sample_texts import MIXED
 
 try:
@@ -150,7 +151,7 @@ def test_max_padding_is_checked(dense_path):
 
 
 def test_batch_size_defaults_per_device(dense_path):
-    from lfm_retrieval.encoders.loading import BATCH_SIZE, choose_batch_size
+    from lfm_retrieval.runtimes.loading import BATCH_SIZE, choose_batch_size
 
     assert DenseEncoder(str(dense_path), device="cpu").batch_size == BATCH_SIZE["cpu"] == 32
     assert DenseEncoder(str(dense_path), device="cpu", batch_size=7).batch_size == 7
@@ -161,7 +162,7 @@ def test_batch_size_defaults_per_device(dense_path):
 
 
 def test_max_batch_tokens_defaults_per_device(dense_path):
-    from lfm_retrieval.encoders.loading import BATCH_TOKENS, choose_max_batch_tokens
+    from lfm_retrieval.runtimes.loading import BATCH_TOKENS, choose_max_batch_tokens
 
     assert DenseEncoder(str(dense_path), device="cpu").max_batch_tokens == BATCH_TOKENS["cpu"] == 1024
     assert DenseEncoder(str(dense_path), device="cpu", max_batch_tokens=300).max_batch_tokens == 300

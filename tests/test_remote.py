@@ -5,6 +5,8 @@ vectors equal the in-process encoder's only if the client added each side's prom
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import socket
 import threading
 import time
@@ -19,8 +21,8 @@ uvicorn = pytest.importorskip("uvicorn")
 fastapi = pytest.importorskip("fastapi")
 
 from lfm_retrieval import ColBERTEncoder, DenseEncoder, ModelLoadError, Side  # noqa: E402
-from lfm_retrieval.encoders.model_thread import run_on_model_thread  # noqa: E402
 from lfm_retrieval.runtimes import runtime_kind  # noqa: E402
+from lfm_retrieval.runtimes.model_thread import run_on_model_thread  # noqa: E402
 from lfm_retrieval.runtimes.remote import RemoteError, RemoteUnavailableError  # noqa: E402
 from lfm_retrieval.serve import create_app  # noqa: E402
 from lfm_retrieval.testing.servers import free_port  # noqa: E402

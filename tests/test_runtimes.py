@@ -4,11 +4,14 @@ the extra to install. Each check runs in a fresh interpreter (sys.modules starts
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import lfm_retrieval.runtimes
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.runtimes import DenseRuntime, MultiVectorRuntime
 
@@ -30,7 +33,7 @@ def test_the_core_imports_no_model_library() -> None:
         "lfm_retrieval.catalog",
         "lfm_retrieval.cli",
         "lfm_retrieval.runtimes.remote",
-        "lfm_retrieval.runtimes.spec",
+        "lfm_retrieval.encoders.spec",
     ]
     code = f"import sys, {', '.join(modules)}; print([m for m in {MODEL_LIBRARIES!r} if m in sys.modules])"
     assert run_python(code) == "[]"
@@ -70,3 +73,38 @@ def test_the_encoders_runtimes_meet_the_protocols(dense: DenseEncoder, colbert_p
     assert isinstance(dense.runtime, DenseRuntime)
     assert isinstance(ColBERTEncoder(str(colbert_path), device="cpu").runtime, MultiVectorRuntime)
     assert dense.spec is not None and dense.spec.kind == "dense"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth (functions, ``TYPE_CHECKING`` blocks), relative imports
+    resolved, plus the dotted ``lfm_retrieval`` names its strings hold (``importlib.import_module``)."""
+    package = "lfm_retrieval.runtimes"
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]) if node.level else ""
+            module = ".".join(part for part in (base, node.module or "") if part)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("lfm_retrieval."):
+            names.add(node.value)
+    return names
+
+
+def test_the_runtimes_never_import_the_encoders() -> None:
+    """The dependency runs one way: encoders are built over runtimes, so no runtime module imports
+    ``lfm_retrieval.encoders``, not even lazily, nor takes a name the package root hands on from it."""
+    package = Path(lfm_retrieval.runtimes.__file__).parent.parent
+    modules = sorted((package / "runtimes").glob("*.py"))
+    assert len(modules) > 5, f"no runtime modules found in {package / 'runtimes'}"
+
+    def wrong(name: str) -> bool:
+        parts = name.split(".")
+        if parts[0] != "lfm_retrieval" or len(parts) < 2:
+            return False
+        is_module = (package / parts[1]).is_dir() or (package / f"{parts[1]}.py").is_file()
+        return parts[1] == "encoders" or not is_module  # `from lfm_retrieval import DenseEncoder` too
+
+    found = sorted(f"{path.name}: {name}" for path in modules for name in imported_modules(path) if wrong(name))
+    assert not found, f"runtimes/ imports the encoders: {found}"

@@ -2,7 +2,7 @@
 
 Each configuration runs in its own process (the malloc setting is process-wide and applied once),
 alternating ``--rounds`` times: ``LFM_REUSE_FREED_MEMORY=0`` (glibc's defaults) against the
-default (mmap threshold 32 MiB, trim threshold 512 MiB; ``lfm_retrieval.encoders.allocator``).
+default (mmap threshold 32 MiB, trim threshold 512 MiB; ``lfm_retrieval.runtimes.allocator``).
 Per process: one warm-up call, then ``--passes`` passes over the same texts of the catalog's
 length mix; it reports the best pass's tokens/s and the minor page faults per pass.
 

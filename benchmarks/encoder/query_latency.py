@@ -37,8 +37,8 @@ from common import load_average, write_results
 from run import agreement_on_real_text  # this folder's run.py (the script's folder is on sys.path)
 
 from lfm_retrieval import DenseEncoder
-from lfm_retrieval.encoders.batching import Side
-from lfm_retrieval.encoders.model_thread import on_model_thread, run_on_model_thread
+from lfm_retrieval.encoders import Side
+from lfm_retrieval.runtimes.model_thread import on_model_thread, run_on_model_thread
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
 
@@ -99,7 +99,7 @@ def forward_only(encoder: DenseEncoder, query: str) -> float:
 
 def timed_forward(model: torch.nn.Module, features: dict) -> float:
     """Milliseconds of one forward pass; called on the model thread, where the encoders run it (one
-    OpenMP pool: encoders/model_thread.py), and in inference mode as they run it (thread-local)."""
+    OpenMP pool: runtimes/model_thread.py), and in inference mode as they run it (thread-local)."""
     with torch.inference_mode():
         start = time.perf_counter()
         model(features)

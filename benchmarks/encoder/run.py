@@ -12,7 +12,7 @@ Measures, in one process and on the same texts (a realistic mix of lengths):
 Also the int8 and bf16 paths' agreement with float32 on real text (all-MiniLM-L6-v2).
 Configurations alternate (the order rotates each repeat) ``--repeats`` times; the table
 gives the median time and the spread (min-max), with the load average before and after.
-On CPU the encoders let malloc reuse freed memory (``lfm_retrieval.encoders.allocator``), a
+On CPU the encoders let malloc reuse freed memory (``lfm_retrieval.runtimes.allocator``), a
 process-wide setting, so sentence-transformers runs under it too (its time falls with it);
 ``LFM_REUSE_FREED_MEMORY=0`` runs every configuration under glibc's defaults instead.
 
@@ -40,9 +40,9 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from lfm_retrieval import DenseEncoder
-from lfm_retrieval.encoders.allocator import reuse_freed_memory
-from lfm_retrieval.encoders.loading import MAX_PADDING
-from lfm_retrieval.encoders.model_thread import run_on_model_thread
+from lfm_retrieval.runtimes.allocator import reuse_freed_memory
+from lfm_retrieval.runtimes.loading import MAX_PADDING
+from lfm_retrieval.runtimes.model_thread import run_on_model_thread
 from lfm_retrieval.runtimes.precision import MIN_MATMUL_SPEEDUP, matmul_speedup
 from lfm_retrieval.testing import build_dense_checkpoint, lfm25_config
 from lfm_retrieval.testing.checkpoints import CORPUS
@@ -154,7 +154,7 @@ def main() -> None:
         if not (path / "modules.json").exists():
             build_dense_checkpoint(path, config=lfm25_config())
         # every torch op of the run, sentence-transformers' and the matmul samples included, on the
-        # encoders' model thread: a second thread's OpenMP pool slows them all (encoders/model_thread.py)
+        # encoders' model thread: a second thread's OpenMP pool slows them all (runtimes/model_thread.py)
         run_on_model_thread(run, args, path, cuda, load_before)
 
 

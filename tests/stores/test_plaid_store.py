@@ -252,12 +252,12 @@ def test_fast_plaid_runs_on_the_encoders_model_thread(
     copy_of_built: Path, wiki: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server searches and a catalog job writes from worker threads: fast-plaid's torch work runs on
-    the model thread even so, where it starts no second OpenMP pool (lfm_retrieval.encoders.model_thread)."""
+    the model thread even so, where it starts no second OpenMP pool (lfm_retrieval.runtimes.model_thread)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from fast_plaid.search import FastPlaid
 
-    from lfm_retrieval.encoders.model_thread import model_thread_id
+    from lfm_retrieval.runtimes.model_thread import model_thread_id
 
     seen: dict[str, set[int]] = {}
     for name in ("search", "update", "delete"):

@@ -12,10 +12,9 @@ import typer
 
 from lfm_retrieval.catalog import CatalogJob
 from lfm_retrieval.data import SAMPLE_CATALOG, SAMPLE_QRELS, SAMPLE_QUERIES
-from lfm_retrieval.encoders import LFM25_COLBERT, LFM25_EMBEDDING, DenseEncoder
+from lfm_retrieval.encoders import LFM25_COLBERT, LFM25_EMBEDDING, DenseEncoder, EncoderSpec, build_encoder
 from lfm_retrieval.errors import LFMRetrievalError
 from lfm_retrieval.evaluation import load_qrels, load_queries, ndcg_at_k, recall_at_k
-from lfm_retrieval.runtimes.spec import EncoderSpec
 from lfm_retrieval.search import search_text
 from lfm_retrieval.stores import Store as AnyStore
 from lfm_retrieval.stores import default_store_uri, open_store
@@ -87,7 +86,7 @@ def _spec(
 def _encoder(
     model: str, device: str | None, int8: bool, dtype: str | None = None, base_url: str | None = None
 ) -> DenseEncoder:
-    return _spec("dense", model, device, int8, dtype, base_url).build()  # type: ignore[return-value]
+    return build_encoder(_spec("dense", model, device, int8, dtype, base_url))  # type: ignore[return-value]
 
 
 def _encoders(
@@ -95,7 +94,8 @@ def _encoders(
 ) -> dict[str, Any]:
     """The encoders a mode needs, as :func:`~lfm_retrieval.search.search_text` takes them."""
     models = {"dense": model, "colbert": colbert}
-    return {name: _spec(name, models[name], device, int8, base_url=base_url).build() for name in _kind(mode).encoders}
+    specs = {name: _spec(name, models[name], device, int8, base_url=base_url) for name in _kind(mode).encoders}
+    return {name: build_encoder(spec) for name, spec in specs.items()}
 
 
 def _kind(mode: str) -> StoreKind:
@@ -406,7 +406,7 @@ def serve(
         try:
             named = _named_stores(store or [])
             dense = None if model.lower() == "none" else _encoder(model, device, int8, dtype, base_url)
-            late = _spec("colbert", colbert, device, int8, dtype, base_url).build() if colbert else None
+            late = build_encoder(_spec("colbert", colbert, device, int8, dtype, base_url)) if colbert else None
             opened = {name: stack.enter_context(open_store(uri, kind=kind)) for name, (kind, uri) in named.items()}
             server = create_app(dense, late, opened, limits)
         except (LFMRetrievalError, ValueError, LookupError, TypeError) as exc:

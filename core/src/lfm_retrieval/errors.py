@@ -25,6 +25,14 @@ class ModelLoadError(LFMRetrievalError, OSError):
     """A model could not be found or is not of the expected kind; the message names it."""
 
 
+class QueueFull(LFMRetrievalError, RuntimeError):
+    """A micro-batcher's (or a server's) queue is full; retry later (HTTP 429)."""
+
+
+class BatcherClosed(LFMRetrievalError, RuntimeError):
+    """The micro-batcher was closed; it accepts no new requests."""
+
+
 class InvalidRecordError(LFMRetrievalError, ValueError):
     """A record cannot be stored (bad key, vector or payload); the message names the record."""
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.encoders.base import unit_rows
+from lfm_retrieval.vectors import unit_rows
 
 
 class Ranked(NamedTuple):

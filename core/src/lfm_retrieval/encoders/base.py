@@ -10,10 +10,11 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from lfm_retrieval.encoders.batching import EncodeStats, Side, length_sorted_batches, validated_chunks
+from lfm_retrieval.encoders.batching import EncodeStats, length_sorted_batches, validated_chunks
 from lfm_retrieval.encoders.microbatch import MicroBatcher
-from lfm_retrieval.encoders.model_thread import model_thread_id, run_on_model_thread
-from lfm_retrieval.runtimes.base import Runtime, runtime_setting
+from lfm_retrieval.runtimes.base import Runtime, Side, runtime_setting
+from lfm_retrieval.runtimes.model_ids import model_id_of
+from lfm_retrieval.runtimes.model_thread import model_thread_id, run_on_model_thread
 
 logger = logging.getLogger("lfm_retrieval")
 Vector = TypeVar("Vector")
@@ -172,15 +173,3 @@ class Encoder(ABC, Generic[Vector]):
 def stack(vectors: list[np.ndarray], dimension: int) -> np.ndarray:
     """Rows into one float32 matrix (an empty input gives shape (0, dimension))."""
     return np.stack(vectors).astype(np.float32, copy=False) if vectors else np.zeros((0, dimension), np.float32)
-
-
-def model_id_of(model_name: str) -> str:
-    """A model's name without its folder or Hub organisation (what stores record)."""
-    return model_name.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
-
-
-def unit_rows(array: np.ndarray) -> np.ndarray:
-    """``array`` as float32 with each row rescaled to unit L2 norm (all-zero rows stay zero). Also what
-    a bfloat16 model's vectors go through: its own normalisation leaves norms off by up to ~0.5 %."""
-    array = np.asarray(array, dtype=np.float32)
-    return array / np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-12)

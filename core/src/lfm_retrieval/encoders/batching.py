@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from itertools import islice
 
 from lfm_retrieval.errors import InvalidTextError, check_query
-
-
-class Side(str, Enum):
-    """Which side of retrieval a text is on; each side has its own prompt or prefix."""
-
-    QUERY = "query"
-    DOCUMENT = "document"
 
 
 @dataclass

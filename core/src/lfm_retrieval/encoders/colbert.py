@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lfm_retrieval.encoders.base import Encoder
-from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.encoders.spec import EncoderSpec
+from lfm_retrieval.runtimes.base import Side
+from lfm_retrieval.runtimes.choose import multivector_runtime
 
 if TYPE_CHECKING:
     from lfm_retrieval.runtimes.base import MultiVectorRuntime
     from lfm_retrieval.runtimes.precision import Quantize
     from lfm_retrieval.runtimes.torch_runtime import Backend
-
-LFM25_COLBERT = "LiquidAI/LFM2.5-ColBERT-350M"
 
 
 class ColBERTEncoder(Encoder[np.ndarray]):
@@ -64,9 +64,6 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
     ) -> None:
-        from lfm_retrieval.runtimes.choose import multivector_runtime
-        from lfm_retrieval.runtimes.spec import EncoderSpec
-
         #: what this encoder is, serialisable (None over a runtime object): rebuilds it elsewhere (Ray actors)
         self.spec: EncoderSpec | None = None
         if isinstance(runtime, str):

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lfm_retrieval.encoders.base import Encoder, stack
-from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.encoders.spec import EncoderSpec
+from lfm_retrieval.runtimes.base import Side
+from lfm_retrieval.runtimes.choose import dense_runtime
 
 if TYPE_CHECKING:
     from lfm_retrieval.runtimes.base import DenseRuntime
     from lfm_retrieval.runtimes.precision import Quantize
-
-LFM25_EMBEDDING = "LiquidAI/LFM2.5-Embedding-350M"
 
 
 class DenseEncoder(Encoder[np.ndarray]):
@@ -54,9 +54,6 @@ class DenseEncoder(Encoder[np.ndarray]):
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
     ) -> None:
-        from lfm_retrieval.runtimes.choose import dense_runtime
-        from lfm_retrieval.runtimes.spec import EncoderSpec
-
         #: what this encoder is, serialisable (None over a runtime object): rebuilds it elsewhere (Ray actors)
         self.spec: EncoderSpec | None = None
         if isinstance(runtime, str):

@@ -16,20 +16,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from lfm_retrieval.errors import LFMRetrievalError
+from lfm_retrieval.errors import BatcherClosed, QueueFull
 
 logger = logging.getLogger("lfm_retrieval")
 Vector = TypeVar("Vector")
 BatchListener = Callable[[int, int, float], None]
 """Called after every model call with (texts, requests, seconds)."""
-
-
-class QueueFull(LFMRetrievalError, RuntimeError):
-    """The micro-batcher's queue holds ``max_queue`` waiting requests; retry later (HTTP 429)."""
-
-
-class BatcherClosed(LFMRetrievalError, RuntimeError):
-    """The micro-batcher was closed; it accepts no new requests."""
 
 
 @dataclass

@@ -7,12 +7,18 @@ batch of RAW texts into vectors and applies the side's prompt or prefix exactly 
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from lfm_retrieval.encoders.batching import Side
+
+class Side(str, Enum):
+    """Which side of retrieval a text is on; each side has its own prompt or prefix."""
+
+    QUERY = "query"
+    DOCUMENT = "document"
 
 
 @runtime_checkable

@@ -6,6 +6,8 @@ from typing import Any
 
 from lfm_retrieval.errors import ModelLoadError
 from lfm_retrieval.runtimes.base import DenseRuntime, MultiVectorRuntime, Runtime
+from lfm_retrieval.runtimes.model_ids import LFM25_COLBERT, LFM25_EMBEDDING
+from lfm_retrieval.runtimes.model_thread import run_on_model_thread
 
 RUNTIMES = ("auto", "torch", "gguf", "remote")
 # What each local runtime loads models with; its extra (``lfm-retrieval[torch]``, ``[gguf]``) installs them.
@@ -62,8 +64,6 @@ def dense_runtime(
         raise ValueError(f"prompts={prompts!r} only applies to a server (base_url=); pass a dict of prompts")
     if kind == "torch" and prompts is not None:
         raise ValueError("prompts= applies to GGUF files and servers; a torch model reads its own prompts")
-    from lfm_retrieval.encoders.dense import LFM25_EMBEDDING
-
     gguf_options = {"prompts": prompts}
     return _local_runtime(kind, "Dense", model or LFM25_EMBEDDING, gguf_options, torch_options)
 
@@ -87,8 +87,6 @@ def multivector_runtime(
         from lfm_retrieval.runtimes.remote import RemoteColBERTRuntime
 
         return RemoteColBERTRuntime(model, base_url, api_key=api_key, headers=headers, timeout=timeout)  # type: ignore[arg-type]
-    from lfm_retrieval.encoders.colbert import LFM25_COLBERT
-
     return _local_runtime(kind, "ColBERT", model or LFM25_COLBERT, {}, torch_options)
 
 
@@ -98,9 +96,10 @@ def _local_runtime(
     """``GGUF{model_kind}Runtime`` for a ``.gguf`` file, else ``Torch{model_kind}Runtime``, on the model thread."""
     if kind == "gguf":
         gguf = _import_runtime("gguf", "lfm_retrieval.runtimes.gguf")
-        return _on_model_thread(getattr(gguf, f"GGUF{model_kind}Runtime"), model, **gguf_options)
+        # loading, calibration and every forward pass on one thread: runtimes/model_thread.py
+        return run_on_model_thread(getattr(gguf, f"GGUF{model_kind}Runtime"), model, **gguf_options)
     torch_runtime = _import_runtime("torch", "lfm_retrieval.runtimes.torch_runtime")
-    return _on_model_thread(getattr(torch_runtime, f"Torch{model_kind}Runtime"), model, **torch_options)
+    return run_on_model_thread(getattr(torch_runtime, f"Torch{model_kind}Runtime"), model, **torch_options)
 
 
 def _import_runtime(kind: str, module: str) -> Any:
@@ -119,10 +118,3 @@ def _import_runtime(kind: str, module: str) -> Any:
         raise ModelLoadError(
             f"the {kind} runtime needs {missing!r}, which is not installed: pip install 'lfm-retrieval[{kind}]'"
         ) from exc
-
-
-def _on_model_thread(build: Any, *args: Any, **kwargs: Any) -> Any:
-    # loading, calibration and every forward pass on one thread: encoders/model_thread.py
-    from lfm_retrieval.encoders.model_thread import run_on_model_thread
-
-    return run_on_model_thread(build, *args, **kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.runtimes.base import Side
 
 SKIPLIST_WORDS = tuple(string.punctuation)  # PyLate's default skiplist
 

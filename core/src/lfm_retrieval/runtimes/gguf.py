@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lfm_retrieval.encoders.base import unit_rows
-from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.runtimes.base import Side
 from lfm_retrieval.runtimes.colbert_rules import SKIPLIST_WORDS, ColBERTRules
 from lfm_retrieval.runtimes.gguf_model import DEFAULT_BATCH_TOKENS, GGUFModel, token_id, token_ids_of, tokenize
+from lfm_retrieval.vectors import unit_rows
 
 LFM25_PROMPTS = {"query": "query: ", "document": "document: "}
 # general.file_type of a GGUF (llama.cpp's llama_ftype) -> the precision it reports

@@ -218,9 +218,13 @@ def check_vectors(model_dir: str | Path, gguf_path: str | Path, outtype: str) ->
     """Encode :data:`TOKENIZER_CHECK_TEXTS` with the checkpoint (torch, float32) and with the GGUF, and
     refuse the GGUF below :data:`MIN_AGREEMENT`; returns the least cosine. Dense: per text, both sides.
     ColBERT: per document token (llama.cpp's queries differ by design: docs/runtimes/gguf.md)."""
-    from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
-    from lfm_retrieval.encoders.batching import Side
+    from lfm_retrieval.runtimes.base import Runtime, Side
+    from lfm_retrieval.runtimes.choose import dense_runtime, multivector_runtime
     from lfm_retrieval.runtimes.gguf import GGUFColBERTRuntime, GGUFDenseRuntime
+    from lfm_retrieval.runtimes.model_thread import run_on_model_thread
+
+    def one_by_one(runtime: Runtime, side: Side) -> list[np.ndarray]:  # no padding: each text its own batch
+        return [run_on_model_thread(runtime.encode_batch, [text], side)[0] for text in texts]
 
     model_dir, texts = Path(model_dir), list(TOKENIZER_CHECK_TEXTS)
     modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").is_file() else []
@@ -228,16 +232,16 @@ def check_vectors(model_dir: str | Path, gguf_path: str | Path, outtype: str) ->
         settings = json.loads((model_dir / "config_sentence_transformers.json").read_text())
         keys = ("query_prefix", "document_prefix", "query_length", "document_length", "skiplist_words")
         gguf = GGUFColBERTRuntime(gguf_path, **{key: settings[key] for key in keys if key in settings})
-        pairs = list(zip(ColBERTEncoder(str(model_dir), quantize=None).encode_documents(texts),
-                         gguf.encode_batch(texts, Side.DOCUMENT), strict=True))  # fmt: skip
+        reference = multivector_runtime(str(model_dir), runtime="torch", quantize=None)
+        pairs = list(zip(one_by_one(reference, Side.DOCUMENT), gguf.encode_batch(texts, Side.DOCUMENT), strict=True))
     else:
-        reference = DenseEncoder(str(model_dir), quantize=None)
-        prompts = {side.value: prompt for side, prompt in reference.runtime.prompts.items()}
+        reference = dense_runtime(str(model_dir), runtime="torch", quantize=None)
+        prompts = {side.value: prompt for side, prompt in reference.prompts.items()}  # type: ignore[attr-defined]
         gguf = GGUFDenseRuntime(gguf_path, prompts=prompts, max_length=reference.max_length)
         pairs = [
             (theirs, ours)
-            for encode, side in ((reference.encode_queries, Side.QUERY), (reference.encode_documents, Side.DOCUMENT))
-            for theirs, ours in zip(encode(texts), gguf.encode_batch(texts, side), strict=True)
+            for side in (Side.QUERY, Side.DOCUMENT)
+            for theirs, ours in zip(one_by_one(reference, side), gguf.encode_batch(texts, side), strict=True)
         ]
     if any(np.shape(theirs) != np.shape(ours) for theirs, ours in pairs):
         raise ModelLoadError(f"{str(gguf_path)!r} gives other token counts than the checkpoint; not written")

@@ -13,8 +13,8 @@ from typing import Literal
 
 import torch
 
-from lfm_retrieval.encoders.allocator import reuse_freed_memory
 from lfm_retrieval.int8 import Int8Linear, quantize_linear_layers
+from lfm_retrieval.runtimes.allocator import reuse_freed_memory
 
 # None: float32 (or ``dtype``) everywhere; "int8": int8 Linear layers everywhere (CPU);
 # "queries": int8 for the query side only, documents in float32 (CPU);

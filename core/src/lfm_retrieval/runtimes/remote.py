@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lfm_retrieval.encoders.base import model_id_of, unit_rows
-from lfm_retrieval.encoders.batching import Side
-from lfm_retrieval.encoders.microbatch import QueueFull
-from lfm_retrieval.errors import LFMRetrievalError, ModelLoadError
+from lfm_retrieval.errors import LFMRetrievalError, ModelLoadError, QueueFull
+from lfm_retrieval.runtimes.base import Side
+from lfm_retrieval.runtimes.model_ids import LFM25_EMBEDDING, model_id_of
+from lfm_retrieval.vectors import unit_rows
 
 if TYPE_CHECKING:
     from lfm_retrieval.runtimes.colbert_rules import ColBERTRules
@@ -42,7 +42,6 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "LFM2.5-ColBERT-350M": {"dimension": 128, "max_length": 512},
 }
 DEFAULT_MAX_LENGTH = 512
-LFM25_EMBEDDING = "LiquidAI/LFM2.5-Embedding-350M"
 
 
 class RemoteError(LFMRetrievalError, ValueError):

@@ -12,9 +12,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from lfm_retrieval.encoders.base import model_id_of, unit_rows
-from lfm_retrieval.encoders.batching import Side
-from lfm_retrieval.encoders.loading import (
+from lfm_retrieval.errors import ModelLoadError
+from lfm_retrieval.int8 import CALIBRATION_QUERIES, mean_cosine
+from lfm_retrieval.runtimes.base import Side
+from lfm_retrieval.runtimes.loading import (
     check_backbone,
     choose_batch_size,
     choose_max_batch_tokens,
@@ -24,8 +25,7 @@ from lfm_retrieval.encoders.loading import (
     local_st_config,
     set_zero_padding,
 )
-from lfm_retrieval.errors import ModelLoadError
-from lfm_retrieval.int8 import CALIBRATION_QUERIES, mean_cosine
+from lfm_retrieval.runtimes.model_ids import model_id_of
 from lfm_retrieval.runtimes.precision import (
     QUERY_COPY_MIN_AGREEMENT,
     Quantize,
@@ -37,6 +37,7 @@ from lfm_retrieval.runtimes.precision import (
     query_copy_candidates,
     torch_dtype,
 )
+from lfm_retrieval.vectors import unit_rows
 
 logger = logging.getLogger("lfm_retrieval")
 Backend = Literal["auto", "pylate", "sentence-transformers"]
@@ -45,7 +46,7 @@ Backend = Literal["auto", "pylate", "sentence-transformers"]
 class TorchRuntime:
     """What both torch runtimes share: the loaded model, its device defaults and the query copy.
 
-    Build one on the model thread (:mod:`lfm_retrieval.encoders.model_thread`): the encoders do.
+    Build one on the model thread (:mod:`lfm_retrieval.runtimes.model_thread`): the encoders do.
     """
 
     uses_model_thread = True

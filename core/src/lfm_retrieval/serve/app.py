@@ -19,8 +19,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder, Side
-from lfm_retrieval.encoders.microbatch import BatcherClosed, QueueFull
-from lfm_retrieval.errors import LFMRetrievalError, check_query
+from lfm_retrieval.errors import BatcherClosed, LFMRetrievalError, QueueFull, check_query
 from lfm_retrieval.scoring import rerank
 from lfm_retrieval.search import asearch_text, check_models
 from lfm_retrieval.serve.metrics import Metrics

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lfm_retrieval.encoders.batching import Side
+from lfm_retrieval.encoders import Side
 from lfm_retrieval.errors import LFMRetrievalError, check_query
 
 SIDES = tuple(side.value for side in Side)

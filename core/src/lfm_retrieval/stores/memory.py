@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from lfm_retrieval.encoders.base import unit_rows
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import DenseStore, HybridStore, MultiVectorStore, Store
 from lfm_retrieval.stores.filters import Node, predicate
 from lfm_retrieval.stores.records import AnySpec, Hit, Record
 from lfm_retrieval.stores.registry import serves
+from lfm_retrieval.vectors import unit_rows
 
 _COLLECTIONS: dict[str, dict[str, Any]] = {}
 _LOCK = threading.Lock()

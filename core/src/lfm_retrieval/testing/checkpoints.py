@@ -21,8 +21,8 @@ from transformers import PreTrainedTokenizerFast
 from transformers.models.lfm2.configuration_lfm2 import Lfm2Config
 from transformers.models.lfm2.modeling_lfm2 import Lfm2ForCausalLM
 
-from lfm_retrieval.encoders.model_thread import on_model_thread
 from lfm_retrieval.models import Lfm2BidirectionalModel
+from lfm_retrieval.runtimes.model_thread import on_model_thread
 
 # The LFM2 special tokens, in id order (<|pad|>=0, <|startoftext|>=1, ..., <|im_end|>=7).
 SPECIAL_TOKENS = [
@@ -159,7 +159,7 @@ def _save_trunk(
     _write_json(path / "config.json", cfg)
 
 
-@on_model_thread  # torch work on the encoders' thread: see encoders/model_thread.py
+@on_model_thread  # torch work on the encoders' thread: see runtimes/model_thread.py
 def build_dense_checkpoint(
     path: str | Path,
     *,
@@ -210,7 +210,7 @@ def build_dense_checkpoint(
     return path
 
 
-@on_model_thread  # torch work on the encoders' thread: see encoders/model_thread.py
+@on_model_thread  # torch work on the encoders' thread: see runtimes/model_thread.py
 def build_colbert_checkpoint(
     path: str | Path,
     *,
@@ -266,7 +266,7 @@ def build_colbert_checkpoint(
     return path
 
 
-@on_model_thread  # torch work on the encoders' thread: see encoders/model_thread.py
+@on_model_thread  # torch work on the encoders' thread: see runtimes/model_thread.py
 def build_causal_lfm2(path: str | Path, *, seed: int = 0) -> Path:
     """A plain causal LFM2 language model, to check it is left untouched."""
     path = Path(path)
@@ -277,7 +277,7 @@ def build_causal_lfm2(path: str | Path, *, seed: int = 0) -> Path:
     return path
 
 
-@on_model_thread  # torch work on the encoders' thread: see encoders/model_thread.py
+@on_model_thread  # torch work on the encoders' thread: see runtimes/model_thread.py
 def build_minilm_colbert(path: str | Path, minilm: str | Path | None = None) -> Path:
     """A late-interaction stand-in with real weights, offline: all-MiniLM-L6-v2's token
     vectors through an identity projection, ``[unused0]``/``[unused1]`` as query/document

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lfm_retrieval.encoders.base import unit_rows
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import HybridStore, MultiVectorStore
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval.stores.records import CollectionSpec, Hit, HybridSpec, Record
+from lfm_retrieval.vectors import unit_rows
 from lfm_retrieval_milvus.collection import MilvusCollection
 from lfm_retrieval_milvus.layout import (
     FINGERPRINT,

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 
-from lfm_retrieval.encoders.base import unit_rows
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import HybridStore, MultiVectorStore
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval.stores.records import CollectionSpec, Hit, HybridSpec
+from lfm_retrieval.vectors import unit_rows
 from lfm_retrieval_pgvector.filters import to_filter
 from lfm_retrieval_pgvector.layout import OPERATORS
 from lfm_retrieval_pgvector.rows import HalfVector, tokens_from_bytes

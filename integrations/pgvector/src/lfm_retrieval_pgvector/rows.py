@@ -20,10 +20,10 @@ try:  # pgvector-python >= 0.4 exports it at the top; 0.5 dropped the 0.3.x home
 except ImportError:  # pgvector-python 0.3.x
     from pgvector.psycopg import HalfVector
 
-from lfm_retrieval.encoders.base import unit_rows
 from lfm_retrieval.errors import InvalidRecordError
 from lfm_retrieval.muvera import Muvera
 from lfm_retrieval.stores.records import AnySpec, HybridSpec, Record
+from lfm_retrieval.vectors import unit_rows
 from lfm_retrieval_pgvector.layout import columns_of
 
 
@@ -32,9 +32,30 @@ def verbatim(data: bytes) -> bytes:
     return data
 
 
+def exact_number(value: Any) -> Any:
+    """``value``, or the integer a float from 2**53 on is (its JSON text from 1e16 on is a rounded decimal)."""
+    if isinstance(value, float) and abs(value) >= 2**53 and value.is_integer():
+        return int(value)
+    return value
+
+
+def _exact_numbers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _exact_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_exact_numbers(v) for v in value]
+    return exact_number(value)
+
+
 def payload_json(key: str, payload: dict[str, Any]) -> bytes:
-    """A checked payload as compact JSON text; InvalidRecordError for a NUL, which JSONB cannot hold."""
+    """A checked payload as compact JSON text; InvalidRecordError for a NUL, which JSONB cannot hold.
+
+    A float from 1e16 on is written as the integer it equals: JSON writes it as its shortest
+    decimal (``2.0**60`` as ``1.152921504606847e+18``), which JSONB would keep as another number.
+    """
     text = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    if "e+" in text:  # such a float (or a string holding "e+"): write the exact integers
+        text = json.dumps(_exact_numbers(payload), allow_nan=False, ensure_ascii=False, separators=(",", ":"))
     if "\\u0000" in text:
         raise InvalidRecordError(f"record {key!r}: payload contains a NUL character; nothing written")
     return text.encode()

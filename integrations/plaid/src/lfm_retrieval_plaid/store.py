@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lfm_retrieval.encoders.model_thread import on_model_thread
+from lfm_retrieval.runtimes.model_thread import on_model_thread
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import MultiVectorStore
 from lfm_retrieval.stores.filters import Node, predicate

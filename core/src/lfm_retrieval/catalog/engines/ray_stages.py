@@ -22,8 +22,8 @@ from lfm_retrieval.catalog.prepare import Identity, Preparer, decide, fingerprin
 from lfm_retrieval.catalog.sources import SourceRow, item_row, read_file
 from lfm_retrieval.catalog.summary import Summary
 from lfm_retrieval.catalog.targets import write
+from lfm_retrieval.encoders import EncoderSpec, build_encoder
 from lfm_retrieval.errors import BadRecordError, LFMRetrievalError, StoreUnavailableError
-from lfm_retrieval.runtimes.spec import EncoderSpec
 from lfm_retrieval.stores import Record, Store, open_store
 
 
@@ -208,13 +208,13 @@ class Diff:
 
 @dataclass(frozen=True)
 class Recipe:
-    """How an actor builds an encoder: its class and its :class:`~lfm_retrieval.runtimes.spec.EncoderSpec`."""
+    """How an actor builds an encoder: its class and its :class:`~lfm_retrieval.encoders.EncoderSpec`."""
 
     cls: type
     spec: EncoderSpec
 
     def build(self) -> Any:
-        return self.spec.build(self.cls)
+        return build_encoder(self.spec, self.cls)
 
 
 class Encode:

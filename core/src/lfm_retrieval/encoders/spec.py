@@ -1,14 +1,12 @@
-"""One serialisable description builds every encoder: the CLI, ``serve``, the framework classes, the
-catalog job and the Ray engine's actors all go through :class:`EncoderSpec`."""
+"""One serialisable description of an encoder: the CLI, ``serve``, the framework classes, the catalog
+job and the Ray engine's actors all build theirs from an :class:`EncoderSpec`
+(:func:`lfm_retrieval.encoders.build_encoder`)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
+from typing import Any, Literal
 
 KINDS = ("dense", "colbert")
 DTYPES = ("float32", "bfloat16", "float16")  # names of runtimes.precision.DTYPES, without importing torch
@@ -27,7 +25,7 @@ class EncoderSpec:
     names. :meth:`to_dict` / :meth:`from_dict` round-trip through JSON (``api_key`` left out unless
     asked for).
 
-    >>> EncoderSpec("dense", "path/to/model", quantize="int8").build()  # doctest: +SKIP
+    >>> build_encoder(EncoderSpec("dense", "path/to/model", quantize="int8"))  # doctest: +SKIP
     """
 
     kind: Literal["dense", "colbert"] = "dense"
@@ -61,13 +59,6 @@ class EncoderSpec:
             raise ValueError("prompts= is for dense models; a ColBERT model's prefixes come with the model")
         if self.model is not None:
             object.__setattr__(self, "model", str(self.model))
-
-    def build(self, cls: type | None = None) -> DenseEncoder | ColBERTEncoder:
-        """The encoder this spec describes (``cls``: a subclass of the kind's encoder to build instead)."""
-        from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
-
-        encoder_class = cls or (DenseEncoder if self.kind == "dense" else ColBERTEncoder)
-        return encoder_class(self.model, **self.encoder_kwargs())
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the kind's encoder (everything but ``model``)."""
