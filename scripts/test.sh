@@ -5,7 +5,7 @@
 #   bash scripts/test.sh                 # both stacks
 #   LFM_STACKS=latest bash scripts/test.sh -k dense   # one stack, extra pytest args
 # Then (whole suite only) it installs each distribution alone and runs its quick tests, and builds the docs
-# (see docs/contributing.md).
+# (see CONTRIBUTING.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,6 +1,9 @@
-"""Adding a store as docs/contributing.md says, for a throwaway store: an installed distribution with an
-entry point, its capabilities and the kit's conformance suite, with no change to the core. The core
-finds it by its URI scheme, and the Ray engine's write path follows what the store says of itself."""
+"""Adding a store as CONTRIBUTING.md's "Adding a store" says, for a throwaway store, with no change to
+the core: 1. the package (a store class of the protocol's dense kind; installed as a distribution:
+its module and a dist-info), 2. the opener declared with ``serves`` and its ``lfm_retrieval.stores``
+entry point, the store saying it is ``shared``, 3. one test class of the kit's suite with its one
+``make_store`` fixture. The core finds it by its URI scheme, and the Ray engine's write path follows
+what the store says of itself."""
 
 from __future__ import annotations
 
