@@ -17,12 +17,15 @@ duplicate reports): ~100 bytes a record, ~1 GB at 10M records.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,17 +95,20 @@ class RayEngine:
         started = time.monotonic()
         for target in targets:
             target.store.ensure_collection(target.spec(encoders))
-        own_runtime = not ray.is_initialized()
-        if own_runtime:
-            ray.init(**({"address": self.address, "log_to_driver": False} | self.init_options))
+        own_runtime, local = not ray.is_initialized(), None
         try:
+            if own_runtime:
+                since = time.time()
+                ray.init(**({"address": self.address, "log_to_driver": False} | self.init_options))
+                local = _LocalRuntime.started(ray, since)
             with ExitStack() as loads:  # index builds deferred to the end of the run (pgvector), as locally
                 for target in targets:
                     loads.enter_context(target.store.bulk_load())
                 summary, seen = self._pipeline(ray, job, encoders, targets, preparer, source)
         finally:
             if own_runtime:
-                ray.shutdown()
+                with _no_interrupts():  # a second Ctrl+C would leave the runtime's processes behind
+                    _shut_down(ray, local)
         self._finish(job, summary, seen)
         summary.seconds = round(time.monotonic() - started, 3)
         return summary
@@ -247,6 +253,100 @@ class RayEngine:
             "quantize": "int8" if device == "cpu" and spec.quantize == "int8" else None,
         }
         return Recipe(type(encoder), spec.replace(**{**changes, **self.encoder_options}))
+
+
+@dataclass(frozen=True)
+class _LocalRuntime:
+    """The processes of a local Ray runtime that a run started (never those of a cluster it joined).
+
+    ``ray.shutdown()`` gives the raylet one second to stop its workers, then kills it: on a busy
+    machine an encoder actor outlives it, orphaned, and may keep running with its model loaded.
+    :meth:`stop` ends what is left after Ray's shutdown: the node's processes (GCS, raylet, ...),
+    their descendants, and the processes whose ``RAY_RAYLET_PID`` names this runtime's raylet
+    (the workers, also once orphaned), each started after the runtime."""
+
+    node_pids: tuple[int, ...]
+    raylet_pid: int | None
+    since: float  # time.time() before ray.init: older processes are never the runtime's
+
+    @classmethod
+    def started(cls, ray: Any, since: float) -> _LocalRuntime | None:
+        """The runtime ``ray.init`` has just started here, or None when it joined a running cluster."""
+        node = ray._private.worker._global_node
+        processes = getattr(node, "all_processes", None) or {}  # empty for a node that only connects
+        if not processes:
+            return None
+        raylets = processes.get("raylet") or []
+        return cls(
+            tuple(info.process.pid for infos in processes.values() for info in infos),
+            raylets[0].process.pid if raylets else None,
+            since,
+        )
+
+    def processes(self) -> list[Any]:
+        """Its processes still running (zombies excluded), as ``psutil.Process``."""
+        import psutil  # Ray ships it (ray/thirdparty_files) when it is not installed
+
+        found: dict[int, psutil.Process] = {}
+        for pid in self.node_pids:
+            with contextlib.suppress(psutil.Error):
+                process = psutil.Process(pid)
+                if process.create_time() >= self.since - 1:
+                    found.update((p.pid, p) for p in [process, *process.children(recursive=True)])
+        if self.raylet_pid is not None:
+            mark = str(self.raylet_pid)
+            for process in psutil.process_iter(["environ", "create_time"]):
+                environ, created = process.info["environ"] or {}, process.info["create_time"] or 0
+                if environ.get("RAY_RAYLET_PID") == mark and created >= self.since - 1:
+                    found[process.pid] = process
+        found.pop(os.getpid(), None)
+        return [p for p in found.values() if _running(p)]
+
+    def stop(self, before: Sequence[Any] = (), grace: float = 5.0) -> None:
+        """Its processes still running, and those of ``before`` (listed while the raylet ran): SIGTERM,
+        SIGKILL to what is left ``grace`` seconds later; returns when none runs (or after another ``grace``)."""
+        left = list({p.pid: p for p in [*before, *self.processes()] if _running(p)}.values())
+        if left:
+            logger.info("stopping %d process(es) the local Ray runtime left behind", len(left))
+        for end in ("terminate", "kill"):
+            for process in left:
+                with contextlib.suppress(Exception):
+                    getattr(process, end)()  # psutil checks the pid was not reused
+            deadline = time.monotonic() + grace
+            while (left := [p for p in left if _running(p)]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not left:
+                return
+        logger.warning("processes of the local Ray runtime still running: %s", [p.pid for p in left])
+
+
+def _shut_down(ray: Any, local: _LocalRuntime | None) -> None:
+    """``ray.shutdown()``; then, for a runtime this run started, the end of every process it left."""
+    before = local.processes() if local is not None else []  # e.g. the dashboard's own children
+    ray.shutdown(wait_for_processes=True)
+    if local is not None:
+        local.stop(before)
+
+
+def _running(process: Any) -> bool:
+    try:
+        return process.is_running() and process.status() != "zombie"
+    except Exception:  # psutil.NoSuchProcess / AccessDenied
+        return False
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """SIGINT ignored meanwhile: in the main thread only (others cannot set handlers), and only
+    where the handler is Python's (one set outside Python could not be put back)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def workers_can_write(stores: Sequence[Store]) -> bool:
