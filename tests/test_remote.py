@@ -291,3 +291,93 @@ def test_the_framework_rerankers_run_on_a_server(reference, serve_url) -> None:
     served = LFMColBERTRerank(top_n=3, base_url=serve_url)
     ranked = served.postprocess_nodes(nodes, query_str=QUERIES[0])
     assert [n.node.get_content() for n in ranked] == [d.page_content for d in local]
+
+
+def attending_to_expansion(colbert_path: Path, folder: Path) -> ColBERTEncoder:
+    """The torch runtime on a copy of the checkpoint saved with PyLate's ``attend_to_expansion_tokens``
+    true: queries whose expansion tokens are attended to, as a server given the token ids computes them."""
+    shutil.copytree(colbert_path, folder)
+    config_file = folder / "config_sentence_transformers.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "attend_to_expansion_tokens": True}))
+    return ColBERTEncoder(str(folder), device="cpu")
+
+
+def test_colbert_over_vllm_pooling_gets_the_rules_once(reference, serve_url, colbert_path, tmp_path) -> None:
+    # serve's /pooling answers as vLLM's does: the ids as sent, no prefix, expansion or skiplist
+    colbert = reference[1]
+    remote = ColBERTEncoder(str(colbert_path), base_url=serve_url, api="vllm")
+    assert remote.runtime.server == "vllm" and remote.dimension == colbert.dimension
+    for got, expected in zip(remote.encode_documents(DOCUMENTS), colbert.encode_documents(DOCUMENTS), strict=True):
+        assert got.shape == expected.shape, "the [D] prefix added and the skiplist tokens dropped, once"
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    queries = remote.encode_queries(QUERIES)
+    attending = attending_to_expansion(colbert_path, tmp_path / "attending").encode_queries(QUERIES)
+    for got, expected in zip(queries, attending, strict=True):
+        assert got.shape == expected.shape == (colbert.query_length, colbert.dimension), "[Q] and expansion, once"
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    masked = colbert.encode_queries(QUERIES)  # PyLate's default hides the expansion tokens from attention
+    assert max(float(np.abs(g - m).max()) for g, m in zip(queries, masked, strict=True)) > 1e-3
+
+
+def test_pooling_route_answers_in_vllms_shapes(reference, serve_url) -> None:
+    colbert = reference[1]
+    text = "Trail running shoes, waterproof."
+    ids = colbert.model.tokenizer(text)["input_ids"]
+    with httpx.Client(base_url=serve_url) as client:
+        answer = client.post("/pooling", json={"input": [text], "task": "token_embed"}).json()
+        assert (answer["object"], answer["id"][:5], answer["usage"]["prompt_tokens"]) == ("list", "pool-", len(ids))
+        (row,) = answer["data"]
+        assert (row["index"], row["object"]) == (0, "pooling")
+        vectors = np.asarray(row["data"], np.float32)
+        assert vectors.shape == (len(ids), colbert.dimension), "one vector per token, BOS included, nothing dropped"
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        by_ids = client.post("/pooling", json={"input": ids, "model": colbert.model_name}).json()["data"][0]["data"]
+        np.testing.assert_allclose(by_ids, vectors, atol=1e-6)
+        refused = {
+            "embed": ({"input": text, "task": "embed"}, 400, "task='embed' is not served"),
+            "model": ({"input": text, "model": "org/other"}, 404, "the model 'org/other' does not exist"),
+            "empty": ({"input": []}, 422, "input is required"),
+            "ids": ({"input": [[1, -2]]}, 422, r"input\[0\] must be a non-empty text"),
+        }
+        for body, status, message in refused.values():
+            response = client.post("/pooling", json=body)
+            assert response.status_code == status and re.search(message, response.json()["error"]), response.text
+
+
+def vllm_like_app(serve_url: str) -> object:
+    """vLLM's ``GET /version`` and ``POST /pooling``, the latter answered by a live ``serve``."""
+    app = fastapi.FastAPI()
+
+    @app.get("/version")
+    def version() -> object:
+        return {"version": "0.0.0-test"}
+
+    @app.post("/pooling")
+    def pooling(body: dict) -> object:
+        return httpx.post(f"{serve_url}/pooling", json=body, timeout=60).json()
+
+    return app
+
+
+def test_vllm_is_detected_by_its_version_route(reference, serve_url, colbert_path) -> None:
+    server = Server(vllm_like_app(serve_url))
+    try:
+        remote = ColBERTEncoder(str(colbert_path), base_url=server.url)
+        assert remote.runtime.server == "vllm"
+        expected = reference[1].encode_documents(DOCUMENTS[:2])
+        for got, want in zip(remote.encode_documents(DOCUMENTS[:2]), expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5)
+    finally:
+        server.stop()
+
+
+def test_a_server_kind_named_wrongly_is_one_line(openai_url, colbert_path) -> None:
+    with pytest.raises(ValueError, match="api must be one of 'auto', 'serve', 'llama-server', 'vllm', not 'tei'"):
+        ColBERTEncoder(str(colbert_path), base_url=openai_url, api="tei")
+    with pytest.raises(RemoteError, match="is not an lfm-retrieval server \\(no GET /info\\), but api='serve'"):
+        ColBERTEncoder(str(colbert_path), base_url=openai_url, api_key=API_KEY, api="serve")
+    with pytest.raises(RemoteError, match="answered 404"):  # no /pooling there
+        ColBERTEncoder(str(colbert_path), base_url=openai_url, api_key=API_KEY, api="vllm")
+    with pytest.raises(ValueError, match="api='vllm' names the kind of server at base_url="):
+        ColBERTEncoder(str(colbert_path), api="vllm")

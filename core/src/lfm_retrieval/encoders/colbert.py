@@ -26,7 +26,8 @@ class ColBERTEncoder(Encoder[np.ndarray]):
     tokens; documents get the document prefix (``[D] ``) and lose skiplist
     (punctuation) tokens. Defaults to LFM2.5-ColBERT-350M; any PyLate model works.
     The runtime follows from the arguments (:func:`lfm_retrieval.runtimes.multivector_runtime`):
-    a ``.gguf`` file runs in llama.cpp, ``base_url=`` on ``lfm-retrieval serve``, anything
+    a ``.gguf`` file runs in llama.cpp, ``base_url=`` on a server (``api=``: ``"serve"``
+    for ``lfm-retrieval serve``, ``"llama-server"``, ``"vllm"``, or ``"auto"`` to detect it), anything
     else in torch.
 
     ``backend="auto"`` (torch) uses PyLate when it is installed and sentence-transformers'
@@ -60,6 +61,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
         chunk_size: int = 1024,
         max_padding: float | None = None,
         base_url: str | None = None,
+        api: str = "auto",
         api_key: str | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
@@ -79,6 +81,7 @@ class ColBERTEncoder(Encoder[np.ndarray]):
                 max_batch_tokens=max_batch_tokens,
                 max_padding=max_padding,
                 base_url=base_url,
+                api=api,
                 api_key=api_key,
                 headers=headers,
                 timeout=timeout,

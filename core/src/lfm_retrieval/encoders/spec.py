@@ -41,6 +41,7 @@ class EncoderSpec:
     normalize: bool = True  # dense only
     backend: str = "auto"  # ColBERT over torch only: "pylate", "sentence-transformers" or "auto"
     base_url: str | None = None
+    api: str = "auto"  # ColBERT over a server: "serve", "llama-server", "vllm" or "auto" (detected)
     prompts: dict[str, str] | str | None = None  # dense over a server or a GGUF file
     api_key: str | None = field(default=None, repr=False)
     headers: dict[str, str] | None = field(default=None, repr=False)
@@ -57,13 +58,16 @@ class EncoderSpec:
             raise ValueError(f"quantize must be None, 'int8', 'queries' or 'auto', not {self.quantize!r}")
         if self.kind == "colbert" and self.prompts is not None:
             raise ValueError("prompts= is for dense models; a ColBERT model's prefixes come with the model")
+        if self.kind == "dense" and self.api != "auto":
+            raise ValueError("api= is for ColBERT models; a dense model's server kind is detected")
         if self.model is not None:
             object.__setattr__(self, "model", str(self.model))
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of the kind's encoder (everything but ``model``)."""
         kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("kind", "model")}
-        del kwargs["prompts" if self.kind == "colbert" else "backend"]
+        for name in ("prompts",) if self.kind == "colbert" else ("backend", "api"):
+            del kwargs[name]
         if self.kind == "colbert":
             del kwargs["normalize"]
         return kwargs

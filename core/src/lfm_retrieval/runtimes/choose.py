@@ -73,20 +73,24 @@ def multivector_runtime(
     *,
     runtime: str | Runtime = "auto",
     base_url: str | None = None,
+    api: str = "auto",
     api_key: str | None = None,
     headers: dict[str, str] | None = None,
     timeout: float = 60.0,
     **torch_options: Any,
 ) -> MultiVectorRuntime:
-    """The runtime a :class:`~lfm_retrieval.encoders.ColBERTEncoder` runs on. ``torch_options``
-    (backend, device, dtype, quantize, batch settings) apply to the torch runtime."""
+    """The runtime a :class:`~lfm_retrieval.encoders.ColBERTEncoder` runs on. ``api``: the kind of
+    server at ``base_url`` (:class:`~lfm_retrieval.runtimes.remote.RemoteColBERTRuntime`).
+    ``torch_options`` (backend, device, dtype, quantize, batch settings) apply to the torch runtime."""
     if not isinstance(runtime, str):
         return runtime  # type: ignore[return-value]
     kind = runtime_kind(model, runtime, base_url)
     if kind == "remote":
         from lfm_retrieval.runtimes.remote import RemoteColBERTRuntime
 
-        return RemoteColBERTRuntime(model, base_url, api_key=api_key, headers=headers, timeout=timeout)  # type: ignore[arg-type]
+        return RemoteColBERTRuntime(model, base_url, api=api, api_key=api_key, headers=headers, timeout=timeout)  # type: ignore[arg-type]
+    if api != "auto":
+        raise ValueError(f"api={api!r} names the kind of server at base_url=, which is not given")
     return _local_runtime(kind, "ColBERT", model or LFM25_COLBERT, {}, torch_options)
 
 

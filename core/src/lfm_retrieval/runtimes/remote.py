@@ -9,6 +9,11 @@ Two kinds of server, told apart by ``GET /info``:
   ``document: `` for LFM2.5-Embedding), once, and L2-normalises what comes back. ``prompts="server"``
   is for a server configured to add the prompt itself.
 
+ColBERT token vectors come from ``serve``'s ``POST /embed_multivector`` (the server applies the
+ColBERT rules), llama.cpp's ``llama-server --pooling none`` ``POST /embedding`` or vLLM's
+``POST /pooling`` with ``task: "token_embed"``; the last two apply no rule, so the client applies them
+to token ids (:class:`RemoteColBERTRuntime`).
+
 Needs httpx (the ``serve`` extra); imports no model library. Token lengths come from the model
 folder's ``tokenizer.json`` when there is one (the ``tokenizers`` library), else are estimated.
 """
@@ -42,6 +47,8 @@ KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "LFM2.5-ColBERT-350M": {"dimension": 128, "max_length": 512},
 }
 DEFAULT_MAX_LENGTH = 512
+#: The kinds of server a ColBERT model can run on (:class:`RemoteColBERTRuntime`).
+COLBERT_APIS = ("auto", "serve", "llama-server", "vllm")
 
 
 class RemoteError(LFMRetrievalError, ValueError):
@@ -291,14 +298,23 @@ class RemoteDenseRuntime(RemoteRuntime):
 
 
 class RemoteColBERTRuntime(RemoteRuntime):
-    """ColBERT token vectors from a server.
+    """ColBERT token vectors from a server; ``api`` names its kind (``"auto"``: detected).
 
-    ``lfm-retrieval serve`` (detected; ``POST /embed_multivector``) applies the prefixes, query
-    expansion and skiplist itself. Any other server is taken as llama.cpp's ``llama-server
-    --pooling none`` (``POST /embedding``: one vector per input token): the client applies PyLate's
-    rules to token ids (:class:`~lfm_retrieval.runtimes.colbert_rules.ColBERTRules`) and so needs the
-    model's local folder (its ``tokenizer.json`` and ColBERT settings). As in-process llama.cpp, such
-    a server cannot hide the query-expansion tokens from attention (PyLate's
+    * ``"serve"``: ``lfm-retrieval serve`` (``POST /embed_multivector``; detected by ``GET /info``)
+      applies the prefixes, query expansion and skiplist itself.
+    * ``"llama-server"``: llama.cpp's ``llama-server --pooling none`` (``POST /embedding`` with
+      token ids in, one vector per token out).
+    * ``"vllm"``: vLLM's pooling API (``POST /pooling``, ``task: "token_embed"``; detected by
+      ``GET /version``), as served for its ColBERT architectures (``ColBERTLfm2Model`` for LFM2).
+      Released vLLM tokenises and embeds the input as given, on either side: no ``[Q]`` / ``[D]``
+      prefix, no query expansion, no skiplist (vLLM's ``vllm/entrypoints/pooling/pooling/protocol.py``
+      takes ``input`` as text or token ids; ``vllm/model_executor/models/colbert.py`` pools ``ALL``
+      tokens through the projection).
+
+    For the last two the client applies PyLate's rules to token ids
+    (:class:`~lfm_retrieval.runtimes.colbert_rules.ColBERTRules`), once, and so needs the model's
+    local folder (its ``tokenizer.json`` and ColBERT settings). As in-process llama.cpp, such a
+    server cannot hide the query-expansion tokens from attention (PyLate's
     ``attend_to_expansion_tokens=True``); documents are exact.
     """
 
@@ -307,13 +323,18 @@ class RemoteColBERTRuntime(RemoteRuntime):
         model: str | None,
         base_url: str,
         *,
+        api: str = "auto",
         api_key: str | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
     ) -> None:
+        if api not in COLBERT_APIS:
+            raise ValueError(f"api must be one of {', '.join(map(repr, COLBERT_APIS))}, not {api!r}")
         super().__init__(base_url, api_key, headers, timeout)
         self._load_tokenizer(model)
-        info = serve_info(self.endpoint)
+        info = serve_info(self.endpoint) if api in ("auto", "serve") else None
+        if api == "serve" and info is None:
+            raise RemoteError(f"{self.base_url} is not an lfm-retrieval server (no GET /info), but api='serve'")
         if info is not None:
             served = served_model(info, "colbert", model, self.base_url)
             self.server = "lfm-retrieval serve"
@@ -325,7 +346,7 @@ class RemoteColBERTRuntime(RemoteRuntime):
             self.document_prefix = served.get("document_prefix", "")
             self.rules = None
         else:
-            self.server = "llama-server"
+            self.server = api if api != "auto" else self._detected()
             self.model_name = str(model)
             self.rules = self._rules_of(model)
             self.dimension = 0  # probed: one short document (also: is the server there at all)
@@ -333,13 +354,17 @@ class RemoteColBERTRuntime(RemoteRuntime):
             self.dimension = int(self._token_vectors([probe])[0].shape[1])
         self.max_length = self.document_length
 
+    def _detected(self) -> str:
+        """``"vllm"`` when ``GET /version`` answers vLLM's ``{"version": ...}``, else ``"llama-server"``."""
+        version = self.endpoint.request("GET", "/version", quiet=True)
+        return "vllm" if isinstance(version, dict) and isinstance(version.get("version"), str) else "llama-server"
+
     def _rules_of(self, model: str | None) -> ColBERTRules:
         folder = _folder(model)
         if folder is None or self._tokenizer is None:
             raise RemoteError(
-                f"{self.base_url} is not an lfm-retrieval server; ColBERT over another server (llama-server "
-                "--pooling none) needs the model's local folder for its tokenizer and ColBERT settings: "
-                "ColBERTEncoder('path/to/model', base_url=...)"
+                f"{self.base_url} is not an lfm-retrieval server; ColBERT over {self.server} needs the model's "
+                "local folder for its tokenizer and ColBERT settings: ColBERTEncoder('path/to/model', base_url=...)"
             )
         from lfm_retrieval.runtimes.colbert_rules import SKIPLIST_WORDS, ColBERTRules
 
@@ -395,19 +420,35 @@ class RemoteColBERTRuntime(RemoteRuntime):
         return [out[self.rules.kept_rows(row, side)] for row, out in zip(ids, outputs, strict=True)]
 
     def _token_vectors(self, ids: list[list[int]]) -> list[np.ndarray]:
-        """llama-server's ``/embedding`` with token ids in, one vector per token out."""
-        answer = self.endpoint.request("POST", "/embedding", {"content": ids})
-        try:
-            rows = [row["embedding"] for row in sorted(answer, key=lambda row: row["index"])]
-        except (KeyError, TypeError) as exc:
-            raise RemoteError(f"{self.base_url}/embedding answered without [{{index, embedding}}]: {exc!r}") from exc
-        arrays = [self._checked(row) for row in rows]
-        for row, array in zip(ids, arrays, strict=True):
-            if len(array) != len(row):
+        """One vector per token of each id list, from llama-server's ``/embedding`` or vLLM's ``/pooling``."""
+        if self.server == "vllm":
+            path, fix = "/pooling", "serve a ColBERT (token_embed) model with vLLM"
+            answer = self.endpoint.request(
+                "POST", path, {"input": ids, "task": "token_embed", "encoding_format": "float"}
+            )
+            try:
+                rows = [row["data"] for row in sorted(answer["data"], key=lambda row: row["index"])]
+            except (KeyError, TypeError) as exc:
                 raise RemoteError(
-                    f"{self.base_url}/embedding gave {len(array)} vectors for {len(row)} tokens: "
-                    "start llama-server with --pooling none"
-                )
+                    f"{self.base_url}{path} answered without vLLM's data[{{index, data}}]: {exc!r}"
+                ) from exc
+        else:
+            path, fix = "/embedding", "start llama-server with --pooling none"
+            answer = self.endpoint.request("POST", path, {"content": ids})
+            try:
+                rows = [row["embedding"] for row in sorted(answer, key=lambda row: row["index"])]
+            except (KeyError, TypeError) as exc:
+                raise RemoteError(f"{self.base_url}{path} answered without [{{index, embedding}}]: {exc!r}") from exc
+        if len(rows) != len(ids):
+            raise RemoteError(f"{self.base_url}{path} answered {len(rows)} rows for {len(ids)} inputs")
+        arrays = []
+        for row, sent in zip(rows, ids, strict=True):
+            if isinstance(row, list) and row and not isinstance(row[0], list):  # one pooled vector
+                raise RemoteError(f"{self.base_url}{path} gave one pooled vector, not one per token: {fix}")
+            array = self._checked(row)
+            if len(array) != len(sent):
+                raise RemoteError(f"{self.base_url}{path} gave {len(array)} vectors for {len(sent)} tokens: {fix}")
+            arrays.append(array)
         return arrays
 
     def _checked(self, row: Any) -> np.ndarray:

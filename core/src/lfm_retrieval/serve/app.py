@@ -23,6 +23,7 @@ from lfm_retrieval.errors import BatcherClosed, LFMRetrievalError, QueueFull, ch
 from lfm_retrieval.scoring import rerank
 from lfm_retrieval.search import asearch_text, check_models
 from lfm_retrieval.serve.metrics import Metrics
+from lfm_retrieval.serve.pooling import PoolingRequest, check_task, pooling_response, token_ids_of, token_vectors
 from lfm_retrieval.serve.requests import (
     EmbedRequest,
     OpenAIEmbeddingsRequest,
@@ -37,7 +38,17 @@ from lfm_retrieval.stores import Store
 from lfm_retrieval.stores.kinds import StoreKind
 
 logger = logging.getLogger("uvicorn.error")  # shown with uvicorn's own start-up and shutdown lines
-ROUTES = ("/embed", "/v1/embeddings", "/embed_multivector", "/rerank", "/search", "/health", "/info", "/metrics")
+ROUTES = (
+    "/embed",
+    "/v1/embeddings",
+    "/embed_multivector",
+    "/pooling",
+    "/rerank",
+    "/search",
+    "/health",
+    "/info",
+    "/metrics",
+)
 
 
 @dataclass(frozen=True)
@@ -290,6 +301,20 @@ def create_app(
         encoder = service.need("colbert", "/embed_multivector")
         check_options(body, normalize=True, truncate=True)  # ColBERT token vectors are always unit length
         return JSON(list(await service.encode(encoder, texts, side)))
+
+    @app.post("/pooling")
+    async def pooling(body: PoolingRequest) -> JSON:
+        """vLLM's pooling API, ``task: "token_embed"``: each input's token vectors as given (no
+        ColBERT rule applied; the client applies them, as against vLLM)."""
+        encoder = service.need("colbert", "/pooling")
+        check_task(body, {encoder.model_id, encoder.model_name})
+        model = getattr(encoder.runtime, "model", None)
+        if not hasattr(model, "tokenizer"):
+            raise RequestError("/pooling needs the ColBERT model on the torch runtime (GGUF and remote have none)", 501)
+        rows = token_ids_of(body, model.tokenizer, limits.max_inputs, encoder.max_length)
+        with service._document_slot():
+            vectors = await asyncio.to_thread(token_vectors, model, rows)
+        return JSON(pooling_response(encoder.model_name, vectors))
 
     @app.post("/v1/embeddings")
     async def openai_embeddings(body: OpenAIEmbeddingsRequest) -> JSON:
