@@ -6,6 +6,8 @@
 #   4. colbert     ColBERT query + exact MaxSim over 10,000 cached documents on the GPU
 #   5. serving     dense query over HTTP, `lfm-retrieval serve --device cuda`
 #   6. engines     the catalog job: local engine vs Ray with one GPU actor, same GPU
+#   7. servers     vLLM / SGLang (where installed on the machine) vs the torch runtime: tokens/s and vectors
+#                  through DenseEncoder / ColBERTEncoder(base_url=...) (benchmarks/gpu/servers.py)
 # Prepare once with benchmarks/gpu/wheels.sh (fills .whl/; the code itself comes from core/src), then run from the repository root with
 # .whl carried. Each part has its own time limit; logs and JSON land in $OUT (results.tar.gz, all.log).
 # LFM_GPU_SMOKE=1 runs every part tiny on the CPU (a rehearsal of this script, not a measurement);
@@ -24,9 +26,9 @@ export LFM_BENCH_CHECKPOINTS=$(mktemp -d)  # each real-size random checkpoint bu
 export PATH=$SITE/bin:$PATH
 
 if [[ ${LFM_GPU_SMOKE:-0} == 1 ]]; then
-  dev=(--device cpu) dtype=float32 texts=16 queries=6 docs=300 records=100 repeats=1 budget=8
+  dev=(--device cpu) dtype=float32 texts=16 queries=6 docs=300 records=100 repeats=1 budget=8 engines="serve vllm sglang"
 else
-  dev=(--device cuda) dtype=bfloat16 texts=4096 queries=256 docs=10000 records=6000 repeats=3 budget=1
+  dev=(--device cuda) dtype=bfloat16 texts=4096 queries=256 docs=10000 records=6000 repeats=3 budget=1 engines="vllm sglang"
 fi
 summary=()
 part() {  # part NAME SECONDS COMMAND...: run, log, keep the exit status
@@ -58,5 +60,12 @@ part serving 120 python3 benchmarks/serving/run.py --model lfm25-random "${dev[@
   --queries $queries --repeats $repeats --load-wait 0,0.1 --out "$RES"
 part engines 120 python3 benchmarks/catalog/engines.py --model lfm25-random "${dev[@]}" --dtype $dtype \
   --records $records --store memory --stores memory --out "$RES"
+# vLLM / SGLang are not in .whl (their wheels pass the 64 MiB a call carries): this part runs what the
+# machine's image has, skipping an engine it lacks; LFM_MODELS_DIR=folder with LFM2.5-Embedding-350M and
+# LFM2.5-ColBERT-350M uses the real models instead of the random real-size checkpoints.
+real=()
+[[ -n ${LFM_MODELS_DIR:-} ]] && real=(--dense "$LFM_MODELS_DIR/LFM2.5-Embedding-350M" --colbert "$LFM_MODELS_DIR/LFM2.5-ColBERT-350M")
+part servers 300 python3 benchmarks/gpu/servers.py "${dev[@]}" --dtype $dtype --texts $texts --repeats $repeats \
+  --engines $engines "${real[@]}" --out "$RES"
 echo "--- summary" >> "$OUT/all.log"
 printf '%s\n' "${summary[@]}" | tee -a "$OUT/all.log"
