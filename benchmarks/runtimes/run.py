@@ -139,7 +139,7 @@ def child(kind: str, config: str, work: Path, threads: int) -> None:
         "query_agreement": dict(getattr(runtime, "query_agreement", None) or {}),
     }
     print(json.dumps({"tok_s": data["tokens"] / seconds, "query_p50_ms": 1000 * statistics.median(latencies),
-                      "load_s": load_seconds, "picked": picked}))  # fmt: skip
+                      "load_s": load_seconds, "load_average": load_average(), "picked": picked}))  # fmt: skip
 
 
 def save(path: Path, vectors: list[np.ndarray]) -> None:
@@ -266,17 +266,15 @@ def main() -> None:
 
     import lfm_retrieval
 
-    models = ("dense", "colbert") if args.model == "both" else (args.model,)
-    result = {
+    setting = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "torch": torch.__version__, "llama_cpp_python": llama_cpp.__version__,
                     "lfm_retrieval": str(Path(lfm_retrieval.__file__).parent)},
         "threads": args.threads, "repeats": args.repeats, "configs": configs, "min_cosine": MIN_COSINE,
-        "models": {},
     }  # fmt: skip
-    for kind in models:
-        result["models"][kind] = run_model(kind, args, configs)
-    write_results(result, args.out, f"runtimes-{args.model}-{args.size}")
+    for kind in ("dense", "colbert") if args.model == "both" else (args.model,):
+        # one file per model: a long run keeps the first model's results if the second one fails
+        write_results({**setting, "model": kind, **run_model(kind, args, configs)}, args.out, f"runtimes-{kind}")
 
 
 if __name__ == "__main__":
