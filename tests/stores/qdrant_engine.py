@@ -25,4 +25,5 @@ def edge_filter(flt: models.Filter | None):
     return qe.Filter(
         must=[condition(c) for c in flt.must] if flt.must else None,
         should=[condition(c) for c in flt.should] if flt.should else None,
+        must_not=[condition(c) for c in flt.must_not] if flt.must_not else None,
     )

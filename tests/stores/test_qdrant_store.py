@@ -317,6 +317,52 @@ def test_the_filter_translation_means_the_same_on_qdrants_engine(tmp_path):
         store.close()
 
 
+LARGE_NUMBERS = [
+    1e16, 10**16, 10**16 + 1, 2.0**60, 2**60, 2**60 + 1, 2**60 - 1, 2**53, 2**53 + 1, 2.0**53,
+    2**62, 2.0**63, 2**63 - 1, -(2.0**60), -(2**60) - 1, 3, 3.0,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("index", [None, "float"], ids=["scan", "float-index"])
+def test_a_large_number_matches_whether_stored_as_int_or_float(tmp_path, index):
+    """``1e16`` equals ``10**16`` (as in JSON and Python), on Qdrant's engine (the server path's
+    translation and the ``qdrant+edge`` store) and in local mode, while the integers that round to
+    the same float (``2**60 + 1`` to ``2.0**60``) stay apart."""
+    pytest.importorskip("qdrant_edge")
+    rng = np.random.default_rng(5)
+    spec = CollectionSpec(dimension=8, model="unit-test-model")
+    records = [Record(f"n{i}", rng.normal(size=8).astype(np.float32), {"v": v}) for i, v in enumerate(LARGE_NUMBERS)]
+    filters = [
+        *({"v": v} for v in LARGE_NUMBERS),
+        {"v": 2**60 + 255},  # no float and no record equals it
+        {"v": 2**64},  # beyond int64: only a float payload could equal it
+        {"v": {"in": [1e16, 2**60 + 1, 2.0**63]}},
+        {"v": {"in": [2**64 + 1, 2**63]}},
+        {"v": {"ne": 2.0**60}},
+        {"v": {"nin": [10**16, 2**53]}},
+    ]
+    qe = pytest.importorskip("qdrant_edge")
+    engine_index = {f'{PAYLOAD_FIELD}."v"': qe.PayloadSchemaType.Float} if index else None
+    engine = EdgeCollection(tmp_path / "engine", spec, records, index=engine_index)
+    edge = open_store(f"qdrant+edge://{tmp_path}/edge/numbers", payload_indexes={"v": index} if index else None)
+    local = local_store(tmp_path / "local", "numbers")
+    try:
+        for store in (edge, local):
+            store.ensure_collection(spec)
+            store.upsert(records)
+        for flt in filters:
+            expected = {r.key for r in records if matches(parse_filter(flt), r.payload)}
+            assert engine.keys(flt) == expected, flt
+            for store in (edge, local):
+                assert {h.key for h in store.search(rng.normal(size=8), k=len(records), filter=flt)} == expected, flt
+                assert store.count(flt) == len(expected), flt
+        assert {r.key for r in records if matches(parse_filter({"v": 10**16}), r.payload)} == {"n0", "n1"}
+    finally:
+        engine.close()
+        edge.close()
+        local.close()
+
+
 # -- float16 ------------------------------------------------------------------------------------
 
 

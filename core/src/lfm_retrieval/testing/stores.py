@@ -109,10 +109,11 @@ def exact_store(kind: str, spec: AnySpec, records: list[Record]) -> Store:
 
 BIG = 2**53
 #: Filtered values: scalars that are equal or not only by type (True vs 1, "1" vs 1, 1 vs 1.0),
-#: hostile strings, and integers that floats cannot tell apart.
+#: hostile strings, integers that floats cannot tell apart, and large integral floats stored
+#: next to the equal integers (1e16 == 10**16, as in JSON and Python).
 TRICKY_VALUES: list[Any] = [
     True, False, 1, 1.0, 0, 2.5, -7, "1", "true", "red", "", INJECTION, 'v"\\', "new\nline", "é",
-    BIG, BIG + 1, 1234567890123456789, 2**62,
+    BIG, BIG + 1, 1234567890123456789, 2**62, 1e16, 10**16, 2.0**60, 2**60,
 ]  # fmt: skip
 #: Field names that must stay names: SQL, JSON-path and expression syntax, dots, non-ASCII.
 TRICKY_KEYS = [INJECTION, "a/b", "a.b", "a~1b", "é ü", "0"]
@@ -124,6 +125,8 @@ TRICKY_FILTERS: list[dict[str, Any]] = [
     {"v": {"in": [1, True]}},
     {"v": {"in": ["1", "true", INJECTION, 'v"\\', "new\nline"]}},
     {"v": {"in": [BIG + 1, 1234567890123456789, -7, 2.5]}},
+    {"v": {"in": [1e16, 2**60, "red"]}},
+    {"v": {"in": [2.0**60 + 256, 10**16 + 2]}},
     {"v": {"gte": 0}},
     {"v": {"gt": 0, "lte": 2.5}},
     {"v": {"lt": 0}},
@@ -136,6 +139,8 @@ TRICKY_FILTERS: list[dict[str, Any]] = [
     {"v": {"ne": True}},
     {"v": {"ne": "red"}},
     {"v": {"ne": BIG + 1}},
+    {"v": {"ne": 2.0**60}},
+    {"v": {"nin": [10**16, 2**62]}},
     {"v": {"nin": [1, "red", INJECTION]}},
     {"v": {"nin": [True, 2.5, 1234567890123456789]}},
     {"missing": {"ne": "red"}},

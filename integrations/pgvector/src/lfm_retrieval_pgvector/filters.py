@@ -5,6 +5,8 @@ Agrees with ``lfm_retrieval.stores.filters.matches``:
 * equality and membership are JSON containment (``metadata @> '{"field": value}'``), which
   is typed: ``true`` never equals ``1``, ``"1"`` never equals ``1``, ``1`` equals ``1.0``, and
   a list or object value never equals a scalar. The GIN index on ``metadata`` serves it.
+  A float from 2**53 on is integral and looked up as that integer, as payloads store it
+  (:func:`lfm_retrieval_pgvector.rows.payload_json`), so ``2**60`` and ``2.0**60`` each match both.
 * a range only matches JSON numbers (a CASE keeps strings and booleans out of the cast);
   numbers compare as ``numeric``, bounds are sent as the decimal Python prints, so floats
   compare exactly as they do in Python.
@@ -22,6 +24,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lfm_retrieval.stores.filters import Eq, FilterTranslator, In, Node, Range
+from lfm_retrieval_pgvector.rows import exact_number
 
 _TRUE = sql.SQL("true")
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -67,7 +70,7 @@ def _joined(items: list[Fragment], joiner: str) -> Fragment:
 
 
 def _contains(field: str, value: Any) -> Fragment:
-    return Fragment("{column} @> {}", sql.Placeholder(), params=(Jsonb({field: value}),))
+    return Fragment("{column} @> {}", sql.Placeholder(), params=(Jsonb({field: exact_number(value)}),))
 
 
 def _bound(value: float) -> Decimal | int:

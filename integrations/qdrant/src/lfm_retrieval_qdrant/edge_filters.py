@@ -7,11 +7,10 @@ engine's classes, written once from the portable tree:
 * a bool equals only that bool: ``MatchValue(numpy.bool_)``, because qdrant-edge-py 0.9
   reads a Python ``True`` as the integer 1 (``bool`` is an ``int`` subclass) and would then
   match neither ``true`` nor only ``true``; a numpy bool reaches the engine as a bool;
-* a number equals any number of that value, int or float (``3`` matches ``3.0``), never a
-  bool: a closed ``RangeFloat`` — exact for every value below 2**53 in magnitude; an integral
-  value from 2**53 on is an integer ``MatchValue`` instead (a float range would also match
-  its neighbours, since they round to the same float: 2**53 + 1 to 2**53), which matches
-  integer payloads exactly (a float payload of such a value is not matched);
+* a number equals any number of that value, int or float (``3`` matches ``3.0``, ``10**16``
+  matches ``1e16``), never a bool: the plan of
+  :func:`lfm_retrieval_qdrant.filters.number_equality` (a closed ``RangeFloat`` without the
+  integers that round into it, or an integer ``MatchValue`` for an integer no float equals);
 * membership splits its values into the same conditions, joined by ``should``;
 * ``And`` is ``must``, ``Or`` is ``should``, ``Not`` is ``must_not`` (a point without the field satisfies it).
 
@@ -26,10 +25,20 @@ import numpy as np
 import qdrant_edge as qe
 
 from lfm_retrieval.stores.filters import Eq, FilterTranslator, In, Node, Range, Scalar
+from lfm_retrieval_qdrant.filters import membership, number_equality
 from lfm_retrieval_qdrant.layout import field_path
 
-#: Integers below this magnitude are exact as floats, and no other integer rounds to them.
-EXACT_FLOAT_INT = 2**53
+
+def _number_condition(path: str, value: int | float) -> Any:
+    plan = number_equality(value)
+    if plan.integer is not None:
+        return qe.FieldCondition(key=path, match=qe.MatchValue(plan.integer))
+    if plan.float_value is None:  # an integer neither a payload integer nor a float can hold
+        return qe.FieldCondition(key=path, match=qe.MatchAny([]))
+    equal = qe.FieldCondition(key=path, range=qe.RangeFloat(gte=plan.float_value, lte=plan.float_value))
+    if not plan.excluded:
+        return equal
+    return qe.Filter(must=[equal], must_not=[qe.FieldCondition(key=path, match=qe.MatchAny(list(plan.excluded)))])
 
 
 def _equals(path: str, value: Scalar) -> Any:
@@ -37,20 +46,20 @@ def _equals(path: str, value: Scalar) -> Any:
         return qe.FieldCondition(key=path, match=qe.MatchValue(np.bool_(value)))
     if isinstance(value, str):
         return qe.FieldCondition(key=path, match=qe.MatchValue(value))
-    if float(value).is_integer() and abs(value) >= EXACT_FLOAT_INT:
-        return qe.FieldCondition(key=path, match=qe.MatchValue(int(value)))
-    return qe.FieldCondition(key=path, range=qe.RangeFloat(gte=float(value), lte=float(value)))
+    return _number_condition(path, value)
 
 
 def _member(path: str, values: tuple[Scalar, ...]) -> Any:
-    strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
-    # keyed by type too: True == 1 in Python, but a bool and a number are different values here
-    others = [v for _, v in dict.fromkeys((isinstance(v, bool), v) for v in values if not isinstance(v, str))]
+    strings, integers, bools, floats = membership(values)
     conditions: list[Any] = []
-    if strings:
-        match = qe.MatchAny(strings) if len(strings) > 1 else qe.MatchValue(strings[0])
-        conditions.append(qe.FieldCondition(key=path, match=match))
-    conditions.extend(_equals(path, v) for v in others)
+    for group in (strings, integers):
+        if group:
+            match = qe.MatchAny(group) if len(group) > 1 else qe.MatchValue(group[0])
+            conditions.append(qe.FieldCondition(key=path, match=match))
+    conditions.extend(_equals(path, v) for v in bools)
+    conditions.extend(_number_condition(path, v) for v in floats)
+    if not conditions:  # integers no payload can hold: nothing equals them
+        return qe.FieldCondition(key=path, match=qe.MatchAny([]))
     return conditions[0] if len(conditions) == 1 else qe.Filter(should=conditions)
 
 

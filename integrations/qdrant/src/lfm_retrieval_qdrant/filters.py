@@ -5,15 +5,18 @@ as query text, so a hostile key or value is just a name or string that matches n
 The translation keeps the portable semantics of ``lfm_retrieval.stores.matches``:
 
 * a string or bool equals only that string or bool (``MatchValue``);
-* a number below 2**53 in magnitude equals any number of that value, int or float
-  (``3`` matches ``3.0``), and never a bool: a closed ``Range`` (Qdrant's integer
-  ``MatchValue`` would miss ``3.0``, and it has no float match); every integer a payload
-  can hold converts to a float exactly up to 2**53, so the range is exact there;
-* an integral number from 2**53 on (up to int64, Qdrant's payload integers) is an integer
-  ``MatchValue`` / ``MatchAny``, exact for every integer: a float range would also match
-  the neighbouring integers that round to the same float (``2**53 + 1`` to ``2**53``).
-  A float payload of such an integral value is not matched by it (floats that large are
-  not ids; keep such fields integers);
+* a number equals any number of that value, int or float, as in JSON and Python
+  (``3`` matches ``3.0``, ``10**16`` matches ``1e16``), and never a bool. Qdrant's integer
+  ``MatchValue`` matches integer payloads only, and it has no float match, so
+  :func:`number_equality` plans each number once for both engines' classes:
+
+  - a number some float equals is a closed ``Range`` on that float. The engine compares
+    an integer payload as a float, so from 2**53 on the range also holds the integers
+    that round to it (``2**53 + 1`` rounds to ``2**53``): those are excluded by an integer
+    ``MatchAny`` under ``must_not`` (at most about a thousand of them, and only for a
+    value a float holds exactly, which an id-like integer seldom is);
+  - an integer no float equals (``2**53 + 1``) is an integer ``MatchValue`` / ``MatchAny``:
+    only an integer payload can equal it;
 * membership splits its values by type into the same conditions, joined by ``should``;
 * ``And`` is ``must``, ``Or`` is ``should`` (at least one), ``Not`` is ``must_not`` (which
   a point without the field satisfies, as the portable form wants).
@@ -24,50 +27,95 @@ value, while the portable form compares whole values; keep filtered fields scala
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from qdrant_client import models
 
 from lfm_retrieval.stores.filters import Eq, FilterTranslator, In, Node, Range, Scalar
 from lfm_retrieval_qdrant.layout import field_path
 
-#: Floats hold every integer of smaller magnitude exactly.
+#: Floats hold every integer of smaller magnitude exactly, and no other integer rounds to one of them.
 FLOAT_EXACT = 2**53
-INT64_MAX = 2**63 - 1
+#: Qdrant's payload integers are int64.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _large_integer(value: Scalar) -> int | None:
-    """``value`` as an int when it is an integral number from 2**53 on that a payload integer (int64) can equal."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not value.is_integer():
-        return None
-    return int(value) if FLOAT_EXACT <= abs(value) <= INT64_MAX else None
+@dataclass(frozen=True)
+class NumberEquality:
+    """How Qdrant finds the payloads equal to one number: ``integer`` (an exact integer match)
+    when no float equals it, else the closed range on ``float_value`` without the integers
+    in ``excluded`` (which the engine would round into the range)."""
+
+    integer: int | None = None
+    float_value: float | None = None
+    excluded: tuple[int, ...] = ()
+
+
+def _rounding_to(value: float) -> tuple[int, ...]:
+    """The int64 integers other than ``value`` that round to the float ``value`` (none below 2**53)."""
+    if abs(value) < FLOAT_EXACT or math.isinf(value):
+        return ()
+    low = math.floor((value + math.nextafter(value, -math.inf)) / 2)
+    high = math.ceil((value + math.nextafter(value, math.inf)) / 2)
+    exact = int(value)
+    start, stop = max(low - 1, INT64_MIN), min(high + 1, INT64_MAX)
+    return tuple(n for n in range(start, stop + 1) if n != exact and float(n) == value)
+
+
+def number_equality(value: int | float) -> NumberEquality:
+    """The plan of an equality on the number ``value`` (not a bool), whether stored as int or float
+    (neither ``integer`` nor ``float_value`` for an integer no payload can hold: nothing equals it)."""
+    if isinstance(value, int) and float(value) != value:  # beyond 2**53 and no float equals it
+        return NumberEquality(integer=value) if INT64_MIN <= value <= INT64_MAX else NumberEquality()
+    as_float = float(value)
+    return NumberEquality(float_value=as_float, excluded=_rounding_to(as_float) if as_float.is_integer() else ())
+
+
+def _is_number(value: Scalar) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_condition(path: str, value: int | float) -> models.Condition:
+    plan = number_equality(value)
+    if plan.integer is not None:
+        return models.FieldCondition(key=path, match=models.MatchValue(value=plan.integer))
+    if plan.float_value is None:  # an integer neither a payload integer nor a float can hold
+        return models.FieldCondition(key=path, match=models.MatchAny(any=[]))
+    equal = models.FieldCondition(key=path, range=models.Range(gte=plan.float_value, lte=plan.float_value))
+    if not plan.excluded:
+        return equal
+    other = models.FieldCondition(key=path, match=models.MatchAny(any=list(plan.excluded)))
+    return models.Filter(must=[equal], must_not=[other])
 
 
 def _equals(path: str, value: Scalar) -> models.Condition:
-    if isinstance(value, (str, bool)):
-        return models.FieldCondition(key=path, match=models.MatchValue(value=value))
-    if (integer := _large_integer(value)) is not None:
-        return models.FieldCondition(key=path, match=models.MatchValue(value=integer))
-    return models.FieldCondition(key=path, range=models.Range(gte=value, lte=value))
+    if _is_number(value):
+        return _number_condition(path, value)  # type: ignore[arg-type]
+    return models.FieldCondition(key=path, match=models.MatchValue(value=value))
 
 
-def _match(path: str, values: list[str] | list[int]) -> models.Condition:
-    match = models.MatchAny(any=values) if len(values) > 1 else models.MatchValue(value=values[0])
-    return models.FieldCondition(key=path, match=match)
+def membership(values: tuple[Scalar, ...]) -> tuple[list[str], list[int], list[bool], list[float]]:
+    """An ``in`` list split by how Qdrant matches it: strings, integers no float equals (exact
+    integer matches), bools, and the numbers matched by a range (:func:`number_equality`)."""
+    strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    bools = list(dict.fromkeys(v for v in values if isinstance(v, bool)))
+    plans = [number_equality(v) for v in dict.fromkeys(v for v in values if _is_number(v))]  # type: ignore[arg-type]
+    integers = [plan.integer for plan in plans if plan.integer is not None]
+    return strings, integers, bools, [plan.float_value for plan in plans if plan.float_value is not None]
 
 
 def _member(path: str, values: tuple[Scalar, ...]) -> models.Condition:
-    strings = list(dict.fromkeys(v for v in values if isinstance(v, str)))
-    integers = list(dict.fromkeys(i for v in values if (i := _large_integer(v)) is not None))
-    # keyed by type too: True == 1 in Python, but a bool and a number are different values here
-    others = [
-        v
-        for _, v in dict.fromkeys(
-            (isinstance(v, bool), v) for v in values if not isinstance(v, str) and _large_integer(v) is None
-        )
-    ]
-    conditions = [_match(path, group) for group in (strings, integers) if group]
-    conditions.extend(_equals(path, v) for v in others)
+    strings, integers, bools, floats = membership(values)
+    conditions: list[models.Condition] = []
+    for group in (strings, integers):
+        if group:
+            match = models.MatchAny(any=group) if len(group) > 1 else models.MatchValue(value=group[0])
+            conditions.append(models.FieldCondition(key=path, match=match))
+    conditions.extend(_equals(path, v) for v in bools)
+    conditions.extend(_number_condition(path, v) for v in floats)
+    if not conditions:  # integers no payload can hold: nothing equals them
+        return models.FieldCondition(key=path, match=models.MatchAny(any=[]))
     return conditions[0] if len(conditions) == 1 else models.Filter(should=conditions)
 
 
