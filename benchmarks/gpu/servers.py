@@ -140,7 +140,7 @@ def main() -> int:
     for engine, kind in SERVER_ARGS:
         parser.add_argument(f"--{engine}-{kind}-args", default=SERVER_ARGS[engine, kind])
     parser.add_argument("--engines", nargs="+", default=["vllm", "sglang"], help="'serve': a CPU rehearsal")
-    parser.add_argument("--out", default="benchmarks/gpu/results")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     documents = (MIXED * (args.texts // len(MIXED) + 1))[: args.texts]
     queries = [text[:60] for text in documents[: max(1, args.texts // 4)]]
