@@ -280,14 +280,14 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path 
 
 
 # Run in the venv after the base install: import the distribution, load its store entry points and,
-# for a torch-free one, name any model library that came along. argv: distribution, modules, torch-free.
+# for a torch-free one, name any model library that came along. argv: distributions, modules, torch-free.
 IMPORT_CHECK = f"""
 import importlib, importlib.metadata as md, importlib.util, sys, traceback
-dist, modules, torch_free = sys.argv[1], sys.argv[2].split(","), sys.argv[3] == "1"
+dists, modules, torch_free = sys.argv[1].split(","), sys.argv[2].split(","), sys.argv[3] == "1"
 try:
     for module in modules:
         importlib.import_module(module)
-    points = [ep for ep in md.distribution(dist).entry_points if ep.group == {ENTRY_POINT_GROUP!r}]
+    points = [ep for d in dists for ep in md.distribution(d).entry_points if ep.group == {ENTRY_POINT_GROUP!r}]
     for ep in points:
         ep.load()
 except Exception:
@@ -408,7 +408,8 @@ def check(
     if dist.torch_free and (came := model_libraries_in(python)):
         return False, f"{dist.label} installs a model library without the [torch] extra: {came} (see {log})"
     free = "1" if dist.torch_free else "0"
-    if run([str(python), "-c", IMPORT_CHECK, dist.name, ",".join(dist.imports), free], log, env=env):
+    names = ",".join([dist.name, *(Requirement(r).name for r in dist.together)])
+    if run([str(python), "-c", IMPORT_CHECK, names, ",".join(dist.imports), free], log, env=env):
         return False, f"import failed: {last_line(log)} (see {log})"
     if dist.script:  # the entry's own end-to-end script instead of pytest, run outside the source trees
         with tempfile.TemporaryDirectory(prefix=f"check-{slug}-") as cwd:
