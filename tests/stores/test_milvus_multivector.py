@@ -36,6 +36,7 @@ from stores.colbert_corpus import (
     check_copy_from_qdrant_edge,
     recalls_at_10,
 )
+from stores.test_milvus_store import MilvusFixture
 
 pytestmark = pytest.mark.one_stack  # both stacks pin the same store clients (tests/conftest.py)
 _names = itertools.count()
@@ -45,48 +46,21 @@ def _name(prefix: str = "mv") -> str:
     return f"{prefix}_{next(_names)}_{uuid.uuid4().hex[:8]}"
 
 
-class MilvusTokenFixture:
-    """``make_store`` of the suite's kind on the test server (``server``) or a Lite file (``lite``)."""
-
-    mode: str
-    kind: str
-    float16 = False  # hybrid: no float16 dense vectors on a 2.3 server or Lite (multivector overrides)
-
-    @pytest.fixture
-    def make_store(self, request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[..., Store]]:
-        if self.mode == "lite":
-            pytest.importorskip("milvus_lite")
-            base = f"milvus+lite://{tmp_path}/lite.db"
-        else:
-            base = request.getfixturevalue("milvus_uri").rstrip("/")
-        names: dict[str, str] = {}
-        opened: list[Store] = []
-
-        def make(name: str = "c") -> Store:
-            names.setdefault(name, _name(f"conf_{name}"))
-            opened.append(open_store(f"{base}/{names[name]}", kind=self.kind))
-            return opened[-1]
-
-        yield make
-        for store in opened:
-            store.close()
-
-
-class TestMilvusServerMultiVector(MilvusTokenFixture, MultiVectorStoreSuite):
+class TestMilvusServerMultiVector(MilvusFixture, MultiVectorStoreSuite):
     mode = "server"
     float16 = True  # token vectors are stored as bytes: float16 works on every engine
 
 
-class TestMilvusLiteMultiVector(MilvusTokenFixture, MultiVectorStoreSuite):
+class TestMilvusLiteMultiVector(MilvusFixture, MultiVectorStoreSuite):
     mode = "lite"
     float16 = True
 
 
-class TestMilvusServerHybrid(MilvusTokenFixture, HybridStoreSuite):
+class TestMilvusServerHybrid(MilvusFixture, HybridStoreSuite):
     mode = "server"
 
 
-class TestMilvusLiteHybrid(MilvusTokenFixture, HybridStoreSuite):
+class TestMilvusLiteHybrid(MilvusFixture, HybridStoreSuite):
     mode = "lite"
 
 

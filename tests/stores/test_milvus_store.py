@@ -54,10 +54,12 @@ def server_store(milvus_uri, request):
 
 
 class MilvusFixture:
-    """``make_store`` on the test server (``server``) or a Milvus Lite file of the test's own (``lite``)."""
+    """``make_store`` of the suite's ``kind`` on the test server (``server``) or a Milvus Lite file of the
+    test's own (``lite``); the multivector and hybrid suites use it too."""
 
     mode: str
-    float16 = False  # a Milvus 2.3 server and Milvus Lite hold no float16 vectors
+    kind: str  # the suite's
+    float16 = False  # a Milvus 2.3 server and Milvus Lite hold no float16 dense vectors
 
     @pytest.fixture
     def make_store(self, request: pytest.FixtureRequest, tmp_path) -> Iterator[Callable[..., Store]]:
@@ -71,7 +73,7 @@ class MilvusFixture:
 
         def make(name: str = "c") -> Store:
             names.setdefault(name, _name(f"conf_{name}"))
-            opened.append(open_store(f"{base}/{names[name]}"))
+            opened.append(open_store(f"{base}/{names[name]}", kind=self.kind))
             return opened[-1]
 
         yield make
