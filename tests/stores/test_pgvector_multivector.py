@@ -13,7 +13,7 @@ import pytest
 
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
 from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, Store, copy_uri, open_store
-from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite, unique_name
+from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite
 
 pytest.importorskip("lfm_retrieval_pgvector")
 pytest.importorskip("fastembed")
@@ -26,7 +26,7 @@ from stores.colbert_corpus import (  # noqa: E402
     check_copy_from_qdrant_edge,
     recalls_at_10,
 )
-from stores.test_pgvector_store import with_table  # noqa: E402
+from stores.test_pgvector_store import PgvectorFixture, with_table  # noqa: E402
 
 pytestmark = pytest.mark.one_stack
 
@@ -51,34 +51,12 @@ def open_kind(postgres_dsn: str) -> Iterator[Callable[..., Store]]:
         store.close()
 
 
-def _suite_store(postgres_dsn: str, kind: str) -> Iterator[Callable[..., Store]]:
-    names: dict[str, str] = {}
-    opened: list[Store] = []
-
-    def make(name: str = "c") -> Store:
-        names.setdefault(name, unique_name(f"{kind[:5]}_{name}_{int(time.time() * 1000) % 10**8}"))
-        opened.append(open_store(with_table(postgres_dsn, names[name]), kind=kind))
-        return opened[-1]
-
-    yield make
-    for store in opened:
-        store.close()
-
-
-class TestPgVectorMultiVector(MultiVectorStoreSuite):
+class TestPgVectorMultiVector(PgvectorFixture, MultiVectorStoreSuite):
     """The multivector conformance suite (MUVERA first stage at its defaults)."""
 
-    @pytest.fixture
-    def make_store(self, postgres_dsn: str) -> Iterator[Callable[..., Store]]:
-        yield from _suite_store(postgres_dsn, "multivector")
 
-
-class TestPgVectorHybrid(HybridStoreSuite):
+class TestPgVectorHybrid(PgvectorFixture, HybridStoreSuite):
     """The hybrid conformance suite (dense HNSW prefetch, exact MaxSim rerank)."""
-
-    @pytest.fixture
-    def make_store(self, postgres_dsn: str) -> Iterator[Callable[..., Store]]:
-        yield from _suite_store(postgres_dsn, "hybrid")
 
 
 # -- recall against exact MaxSim over every document ------------------------------------------------

@@ -64,8 +64,11 @@ def open_table(postgres_dsn):
         store.close()
 
 
-class TestPgVectorDense(DenseStoreSuite):
-    """The dense conformance suite on tables of the test's own."""
+class PgvectorFixture:
+    """``make_store`` of the suite's ``kind`` on tables of the test's own (the multivector and hybrid
+    suites use it too)."""
+
+    kind: str  # the suite's
 
     @pytest.fixture
     def make_store(self, postgres_dsn: str) -> Iterator[Callable[..., Store]]:
@@ -73,13 +76,17 @@ class TestPgVectorDense(DenseStoreSuite):
         opened: list[Store] = []
 
         def make(name: str = "c") -> Store:
-            names.setdefault(name, unique_name(f"conf_{name}_{int(time.time() * 1000) % 10**8}"))
-            opened.append(open_store(with_table(postgres_dsn, names[name])))
+            names.setdefault(name, unique_name(f"{self.kind[:5]}_{name}_{int(time.time() * 1000) % 10**8}"))
+            opened.append(open_store(with_table(postgres_dsn, names[name]), kind=self.kind))
             return opened[-1]
 
         yield make
         for store in opened:
             store.close()
+
+
+class TestPgVectorDense(PgvectorFixture, DenseStoreSuite):
+    """The dense conformance suite on tables of the test's own."""
 
 
 def _records(n: int, dimension: int, offset: int = 0) -> list[Record]:
