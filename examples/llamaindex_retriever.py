@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 from llama_index.core import Settings, VectorStoreIndex
-from llama_index.core.schema import NodeWithScore, TextNode
-from sample_setup import add_model_options, catalog_rows, chosen_models
+from llama_index.core.schema import TextNode
+from sample_setup import add_model_options, catalog_entries, chosen_models, show_nodes
 
 from lfm_retrieval import ColBERTEncoder
 from lfm_retrieval.stores import HybridSpec, Record, open_store, stable_id
@@ -27,25 +27,12 @@ QUERIES = ["noise cancelling headphones for flights", "Kaffeemühle manuell", "s
 def load_nodes(locales: set[str] | None, limit: int | None) -> list[TextNode]:
     """One node per catalog record; the embedded text is title, category and description."""
     nodes = []
-    for row in catalog_rows(locales):
-        key = f"{row['sku']}/{row['locale']}"
-        metadata = {"key": key, "locale": row["locale"], "price": row["price"], "title": row["title"]}
+    for key, text, metadata in catalog_entries(locales):
+        # embed the text only
         nodes.append(
-            TextNode(
-                id_=stable_id(key),
-                text=f"{row['title']}. {row['category']}. {row['description']}",
-                metadata=metadata,
-                excluded_embed_metadata_keys=list(metadata),  # embed the text only
-            )
+            TextNode(id_=stable_id(key), text=text, metadata=metadata, excluded_embed_metadata_keys=list(metadata))
         )
     return nodes[:limit]
-
-
-def show(title: str, results: list[NodeWithScore]) -> None:
-    print(f"  {title}")
-    for rank, result in enumerate(results, 1):
-        meta = result.node.metadata
-        print(f"    {rank}. {result.score:8.4f}  {meta['key']:<14} {meta['title'][:70]}")
 
 
 def main() -> None:
@@ -88,11 +75,11 @@ def main() -> None:
         for query in queries:
             print(f"\nquery: {query}")
             candidates = index_retriever.retrieve(query)
-            show("VectorStoreIndex (cosine):", candidates[: args.k])
-            show(
+            show_nodes("VectorStoreIndex (cosine):", candidates[: args.k])
+            show_nodes(
                 "VectorStoreIndex + LFMColBERTRerank (MaxSim):", reranker.postprocess_nodes(candidates, query_str=query)
             )
-            show(f"LFMRetriever on {args.store} (hybrid):", store_retriever.retrieve(query))
+            show_nodes(f"LFMRetriever on {args.store} (hybrid):", store_retriever.retrieve(query))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ import argparse
 import tempfile
 
 from llama_index.core import Document, Settings, StorageContext, VectorStoreIndex
-from llama_index.core.schema import NodeWithScore
 from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
-from sample_setup import add_model_options, catalog_rows, chosen_models
+from sample_setup import add_model_options, catalog_entries, chosen_models, show_nodes
 
 from lfm_retrieval import ColBERTEncoder
 from llama_index.embeddings.lfm import LFMEmbedding
@@ -28,25 +27,10 @@ QUERIES = ["noise cancelling headphones for flights", "Kaffeemühle manuell", "s
 def load_documents(locales: set[str] | None, limit: int | None) -> list[Document]:
     """One document per catalog record, its key as the document id; only the text is embedded."""
     documents = []
-    for row in catalog_rows(locales):
-        key = f"{row['sku']}/{row['locale']}"
-        metadata = {"key": key, "locale": row["locale"], "price": row["price"], "title": row["title"]}
-        documents.append(
-            Document(
-                id_=key,
-                text=f"{row['title']}. {row['category']}. {row['description']}",
-                metadata=metadata,
-                excluded_embed_metadata_keys=list(metadata),  # embed the text only
-            )
-        )
+    for key, text, metadata in catalog_entries(locales):
+        # embed the text only
+        documents.append(Document(id_=key, text=text, metadata=metadata, excluded_embed_metadata_keys=list(metadata)))
     return documents[:limit]
-
-
-def show(title: str, results: list[NodeWithScore]) -> None:
-    print(f"  {title}")
-    for rank, result in enumerate(results, 1):
-        meta = result.node.metadata
-        print(f"    {rank}. {result.score:8.4f}  {meta['key']:<14} {meta['title'][:70]}")
 
 
 def open_index(vector_store: LFMVectorStore, documents: list[Document]) -> VectorStoreIndex:
@@ -91,11 +75,11 @@ def main() -> None:
 
         for query in queries:
             print(f"\nquery: {query}")
-            show("dense:", dense_index.as_retriever(similarity_top_k=args.k).retrieve(query))
-            show(
+            show_nodes("dense:", dense_index.as_retriever(similarity_top_k=args.k).retrieve(query))
+            show_nodes(
                 "dense, price <= 50:", dense_index.as_retriever(similarity_top_k=args.k, filters=cheap).retrieve(query)
             )
-            show("hybrid:", hybrid_index.as_retriever(similarity_top_k=args.k).retrieve(query))
+            show_nodes("hybrid:", hybrid_index.as_retriever(similarity_top_k=args.k).retrieve(query))
     finally:
         dense_store.close()
         hybrid_store.close()

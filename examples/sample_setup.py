@@ -1,4 +1,5 @@
-"""What the framework examples share: the model options (with an offline stand-in) and the sample catalog's rows.
+"""What the framework examples share: the model options (with an offline stand-in), the sample catalog's rows and
+the LlamaIndex examples' entries and result lines.
 
 The examples import it from their own folder (``python examples/<name>.py`` puts that folder first on the path).
 """
@@ -42,3 +43,19 @@ def catalog_rows(locales: set[str] | None = None) -> Iterator[dict[str, Any]]:
         row = json.loads(line)
         if not locales or row["locale"] in locales:
             yield row
+
+
+def catalog_entries(locales: set[str] | None = None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(key, text, metadata)`` per catalog record: key SKU/locale, text title, category and description."""
+    for row in catalog_rows(locales):
+        key = f"{row['sku']}/{row['locale']}"
+        text = f"{row['title']}. {row['category']}. {row['description']}"
+        yield key, text, {"key": key, "locale": row["locale"], "price": row["price"], "title": row["title"]}
+
+
+def show_nodes(title: str, results: list[Any]) -> None:
+    """Print LlamaIndex results (``NodeWithScore``): rank, score, key and title."""
+    print(f"  {title}")
+    for rank, result in enumerate(results, 1):
+        meta = result.node.metadata
+        print(f"    {rank}. {result.score:8.4f}  {meta['key']:<14} {meta['title'][:70]}")
