@@ -15,8 +15,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from lfm_retrieval.errors import CollectionMismatchError
-from lfm_retrieval.stores import AnySpec, Hit, Record, Store
+from lfm_retrieval.stores import AnySpec, CollectionSpec, Hit, Record, Store
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval_qdrant import connection
 from lfm_retrieval_qdrant.filters import to_qdrant
@@ -24,14 +23,21 @@ from lfm_retrieval_qdrant.layout import (
     FINGERPRINT_FIELD,
     KEY_FIELD,
     METADATA_KEY,
+    PAYLOAD_SCHEMA_NAMES,
+    UNNAMED,
+    VectorSettings,
+    check_payload_indexes,
     collection_metadata,
+    engine_vectors,
     field_path,
+    first_stage_from_vectors,
     point_fingerprint,
     point_payload,
     point_record,
-    spec_of,
+    spec_from_vectors,
     to_hit,
-    vectors_config,
+    unrecorded_collection,
+    vector_specs,
 )
 from lfm_retrieval_qdrant.uri import QdrantTarget, parse_uri
 
@@ -41,7 +47,70 @@ SCROLL_PAGE = 1024
 #: Most vector values one upsert request carries (about 20 MB of JSON; a server refuses
 #: requests over 32 MB by default). A batch of long ColBERT documents is sent in several.
 MAX_REQUEST_VALUES = 1_000_000
-PAYLOAD_SCHEMAS = {schema.value: schema for schema in models.PayloadSchemaType}
+PAYLOAD_SCHEMAS = {name: models.PayloadSchemaType(name) for name in PAYLOAD_SCHEMA_NAMES}
+DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
+_DISTANCE_NAMES = {value: name for name, value in DISTANCES.items()}
+
+
+# -- the layout's vectors in qdrant-client's models ----------------------------------------
+
+
+def vector_params(spec: CollectionSpec) -> models.VectorParams:
+    """The Qdrant vector for ``spec``: dense (HNSW), or a MaxSim multivector with HNSW off (``m=0``).
+
+    A multivector's candidates come from a scan or a dense prefetch; an HNSW graph over
+    every token would cost much and serve nothing.
+    """
+    datatype = models.Datatype.FLOAT16 if spec.vector_type == "float16" else None
+    if spec.kind == "multivector":
+        return models.VectorParams(
+            size=spec.dimension,
+            distance=DISTANCES[spec.distance],
+            datatype=datatype,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+            hnsw_config=models.HnswConfigDiff(m=0),
+        )
+    return models.VectorParams(size=spec.dimension, distance=DISTANCES[spec.distance], datatype=datatype)
+
+
+def vectors_config(
+    spec: AnySpec, first_stage: CollectionSpec | None = None
+) -> models.VectorParams | dict[str, models.VectorParams]:
+    """The collection's vectors (:func:`~lfm_retrieval_qdrant.layout.vector_specs`) as qdrant-client models."""
+    return engine_vectors({name: vector_params(s) for name, s in vector_specs(spec, first_stage).items()})
+
+
+def _settings(params: models.VectorParams) -> VectorSettings:
+    datatype, distance = params.datatype, params.distance
+    return VectorSettings(
+        size=params.size,
+        distance=_DISTANCE_NAMES.get(distance, str(getattr(distance, "value", distance))),
+        vector_type="float32"
+        if datatype in (None, models.Datatype.FLOAT32)
+        else str(getattr(datatype, "value", datatype)),
+        multivector=params.multivector_config is not None,
+    )
+
+
+def _vectors(config: models.CollectionConfig) -> dict[str, VectorSettings]:
+    vectors = config.params.vectors
+    if isinstance(vectors, models.VectorParams):
+        return {UNNAMED: _settings(vectors)}
+    return {name: _settings(params) for name, params in (vectors or {}).items()}
+
+
+def _recorded(config: models.CollectionConfig) -> dict[str, Any]:
+    return (config.metadata or {}).get(METADATA_KEY) or {}
+
+
+def spec_of(config: models.CollectionConfig) -> dict[str, Any]:
+    """The spec an existing collection holds (:func:`~lfm_retrieval_qdrant.layout.spec_from_vectors`)."""
+    return spec_from_vectors(_vectors(config), _recorded(config))
+
+
+def first_stage_of(config: models.CollectionConfig) -> tuple[int | None, dict[str, Any] | None]:
+    """(size of the ``"muvera"`` vector or None, the recorded first stage or None) of a collection."""
+    return first_stage_from_vectors(_vectors(config), _recorded(config))
 
 
 class QdrantCollection(Store):
@@ -74,7 +143,7 @@ class QdrantCollection(Store):
         self.target = parse_uri(target) if isinstance(target, str) else target
         self.uri = self.target.uri
         self.shared = not self.target.is_local  # a Qdrant server; a local-mode folder is this process's alone
-        self.payload_indexes = _check_indexes(payload_indexes or {})
+        self.payload_indexes = check_payload_indexes(payload_indexes or {}, PAYLOAD_SCHEMAS)
         tuned = exact or hnsw_ef is not None
         self._search_params = models.SearchParams(hnsw_ef=hnsw_ef, exact=exact) if tuned else None
         if self.target.is_local:
@@ -120,11 +189,8 @@ class QdrantCollection(Store):
         with self._call():
             info = self._collection_config()
             if info is not None and METADATA_KEY not in (info.metadata or {}):
-                raise CollectionMismatchError(
-                    f"collection {self.uri!r} already exists but records no lfm-retrieval spec "
-                    f"(made by another tool, or by a Qdrant server older than 1.16, which drops "
-                    f"collection metadata): found {spec_of(info)}; nothing was written"
-                )
+                made_by = "another tool, or by a Qdrant server older than 1.16, which drops collection metadata"
+                raise unrecorded_collection(self.uri, spec_of(info), made_by)
             super().ensure_collection(spec)
             self._index_payload_fields()
 
@@ -267,13 +333,3 @@ def _request_slices(sizes: list[int]) -> Iterator[tuple[int, int]]:
         total += size
     if start < len(sizes):
         yield start, len(sizes)
-
-
-def _check_indexes(indexes: Mapping[str, str]) -> dict[str, models.PayloadSchemaType]:
-    checked = {}
-    for field, schema in indexes.items():
-        if schema not in PAYLOAD_SCHEMAS:
-            raise ValueError(f"payload index on {field!r}: schema {schema!r} is not one of {sorted(PAYLOAD_SCHEMAS)}")
-        field_path(field)  # a name Qdrant can address
-        checked[field] = PAYLOAD_SCHEMAS[schema]
-    return checked

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 
-from lfm_retrieval.errors import CollectionMismatchError
 from lfm_retrieval.stores import (
     AnySpec,
     CollectionSpec,
@@ -56,15 +55,23 @@ from lfm_retrieval_qdrant.layout import (
     KEY_FIELD,
     METADATA_KEY,
     MUVERA_VECTOR,
+    PAYLOAD_SCHEMA_NAMES,
+    VectorSettings,
+    check_payload_indexes,
     collection_metadata,
+    engine_vectors,
     field_path,
+    first_stage_from_vectors,
     point_fingerprint,
     point_payload,
     point_record,
     query_values,
+    spec_from_vectors,
     stored_tokens,
     stored_vectors,
     to_hit,
+    unrecorded_collection,
+    vector_specs,
 )
 from lfm_retrieval_qdrant.uri import QdrantTarget, parse_uri
 
@@ -73,16 +80,7 @@ ENGINE_CONFIG = "edge_config.json"
 #: Points written since the last HNSW build after which an upsert builds it (see the module doc).
 DEFAULT_OPTIMIZE_AFTER = 10_000
 DISTANCES = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
-PAYLOAD_SCHEMAS = {
-    "keyword": qe.PayloadSchemaType.Keyword,
-    "integer": qe.PayloadSchemaType.Integer,
-    "float": qe.PayloadSchemaType.Float,
-    "bool": qe.PayloadSchemaType.Bool,
-    "geo": qe.PayloadSchemaType.Geo,
-    "text": qe.PayloadSchemaType.Text,
-    "datetime": qe.PayloadSchemaType.Datetime,
-    "uuid": qe.PayloadSchemaType.Uuid,
-}
+PAYLOAD_SCHEMAS = {name: getattr(qe.PayloadSchemaType, name.capitalize()) for name in PAYLOAD_SCHEMA_NAMES}
 
 
 def vector_params(spec: CollectionSpec) -> Any:
@@ -105,12 +103,7 @@ def edge_config(
     """The shard's config: ``spec``'s vectors (``"colbert"`` + ``"muvera"`` for a multivector spec with
     a first stage, whose MUVERA vector ``first_stage`` specifies), plus the engine settings in
     ``tuning`` (``optimizers``, ``hnsw_config``) when a store was opened with them."""
-    if isinstance(spec, HybridSpec):
-        vectors: Any = {DENSE_VECTOR: vector_params(spec.dense), COLBERT_VECTOR: vector_params(spec.multivector)}
-    elif first_stage is not None:
-        vectors = {COLBERT_VECTOR: vector_params(spec), MUVERA_VECTOR: vector_params(first_stage)}
-    else:
-        vectors = vector_params(spec)
+    vectors = engine_vectors({name: vector_params(s) for name, s in vector_specs(spec, first_stage).items()})
     return qe.EdgeConfig(vectors=vectors, **(tuning or {}))
 
 
@@ -123,30 +116,22 @@ def _tuning(indexing_threshold_kb: int | None, full_scan_threshold_kb: int | Non
     return tuning
 
 
-def _params_spec(params: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
+def engine_vector_settings(engine_config: Mapping[str, Any]) -> dict[str, VectorSettings]:
+    """The vectors of a shard's ``edge_config.json`` by name (the unnamed one is ``""`` there too)."""
     return {
-        "kind": "multivector" if params.get("multivector_config") else "dense",
-        "dimension": params.get("size"),
-        "distance": str(params.get("distance", "")).lower(),
-        "vector_type": str(params.get("datatype") or "float32").lower(),
-        "model": recorded.get("model"),
+        name: VectorSettings(
+            size=params.get("size"),
+            distance=str(params.get("distance", "")).lower(),
+            vector_type=str(params.get("datatype") or "float32").lower(),
+            multivector=bool(params.get("multivector_config")),
+        )
+        for name, params in (engine_config.get("vectors") or {}).items()
     }
 
 
 def spec_of(engine_config: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
     """The spec a shard holds: kind and vectors from the engine's config, the model from ours."""
-    vectors = engine_config.get("vectors") or {}
-    if sorted(vectors) == [""]:
-        return _params_spec(vectors[""], recorded)
-    if sorted(vectors) == sorted((COLBERT_VECTOR, MUVERA_VECTOR)):  # a multivector collection with a first stage
-        return _params_spec(vectors[COLBERT_VECTOR], recorded)
-    if sorted(vectors) == sorted((DENSE_VECTOR, COLBERT_VECTOR)):
-        return {
-            "kind": "hybrid",
-            "dense": _params_spec(vectors[DENSE_VECTOR], recorded.get("dense") or {}),
-            "multivector": _params_spec(vectors[COLBERT_VECTOR], recorded.get("multivector") or {}),
-        }
-    return {"dimension": None, "distance": f"named vectors {sorted(vectors)}", "vector_type": None, "model": None}
+    return spec_from_vectors(engine_vector_settings(engine_config), recorded)
 
 
 class EdgeCollection(Store):
@@ -175,7 +160,7 @@ class EdgeCollection(Store):
         self.target = parse_uri(target) if isinstance(target, str) else target
         self.uri = self.target.uri
         self.path = os.path.join(self.target.folder or "", self.target.collection)
-        self.payload_indexes = _check_indexes(payload_indexes or {})
+        self.payload_indexes = check_payload_indexes(payload_indexes or {}, PAYLOAD_SCHEMAS)
         tuned = exact or hnsw_ef is not None
         self._search_params = qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact) if tuned else None
         self.optimize_after = optimize_after
@@ -233,10 +218,7 @@ class EdgeCollection(Store):
         recorded_file = Path(self.path, SPEC_FILE)
         engine_config = json.loads(engine.read_text())
         if not recorded_file.exists():
-            raise CollectionMismatchError(
-                f"collection {self.uri!r} already exists but records no lfm-retrieval spec (made by another "
-                f"tool): found {spec_of(engine_config, {})}; nothing was written"
-            )
+            raise unrecorded_collection(self.uri, spec_of(engine_config, {}))
         return spec_of(engine_config, json.loads(recorded_file.read_text())[METADATA_KEY])
 
     def _layout(self, spec: AnySpec) -> tuple[dict[str, Any], Any]:
@@ -384,16 +366,6 @@ def config_from_recorded(path: str, tuning: Mapping[str, Any]) -> Any:
     return edge_config(spec, tuning, stage)
 
 
-def _check_indexes(indexes: Mapping[str, str]) -> dict[str, Any]:
-    checked = {}
-    for field, schema in indexes.items():
-        if schema not in PAYLOAD_SCHEMAS:
-            raise ValueError(f"payload index on {field!r}: schema {schema!r} is not one of {sorted(PAYLOAD_SCHEMAS)}")
-        field_path(field)  # a name Qdrant can address
-        checked[field] = PAYLOAD_SCHEMAS[schema]
-    return checked
-
-
 class EdgeDenseStore(EdgeCollection, DenseStore):
     """One encoder's vectors in Qdrant's engine in-process (one unnamed vector, HNSW once built)."""
 
@@ -419,9 +391,8 @@ class EdgeMultiVectorStore(FirstStageMixin, EdgeCollection, MultiVectorStore):
         engine = Path(self.path, ENGINE_CONFIG)
         if not engine.exists():
             return None
-        muvera = (json.loads(engine.read_text()).get("vectors") or {}).get(MUVERA_VECTOR)
-        recorded = _recorded(self.path).get("first_stage") if Path(self.path, SPEC_FILE).exists() else None
-        return (None if muvera is None else int(muvera["size"])), recorded
+        recorded = _recorded(self.path) if Path(self.path, SPEC_FILE).exists() else {}
+        return first_stage_from_vectors(engine_vector_settings(json.loads(engine.read_text())), recorded)
 
     def _layout(self, spec: AnySpec) -> tuple[dict[str, Any], Any]:
         stage = self._new_first_stage(spec)

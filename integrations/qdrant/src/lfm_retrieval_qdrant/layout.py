@@ -1,4 +1,7 @@
-"""How a record is laid out in a Qdrant point, and a CollectionSpec in a collection.
+"""How a record is laid out in a Qdrant point, and a CollectionSpec in a collection: one module
+for both halves of the adapter (the client's :mod:`~lfm_retrieval_qdrant.collection`, server and
+local mode, and Qdrant Edge's :mod:`~lfm_retrieval_qdrant.edge`), which only turn it into their
+engine's classes.
 
 Point payload::
 
@@ -27,12 +30,12 @@ the vector config itself, never from the metadata alone.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
-from qdrant_client import models
 
-from lfm_retrieval.errors import InvalidFilterError
+from lfm_retrieval.errors import CollectionMismatchError, InvalidFilterError
 from lfm_retrieval.stores import AnySpec, CollectionSpec, Hit, HybridSpec, Record
 
 KEY_FIELD = "_lfm_key"
@@ -46,8 +49,10 @@ COLBERT_VECTOR = "colbert"
 #: The named dense vector of a multivector collection's MUVERA first stage.
 MUVERA_VECTOR = "muvera"
 
-DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
-_DISTANCE_NAMES = {value: name for name, value in DISTANCES.items()}
+#: The payload index schemas a store accepts (``payload_indexes={"field": schema}``).
+PAYLOAD_SCHEMA_NAMES = ("keyword", "integer", "float", "bool", "geo", "text", "datetime", "uuid")
+
+T = TypeVar("T")
 
 
 def field_path(field: str) -> str:
@@ -95,8 +100,9 @@ def stored_tokens(matrices: list[np.ndarray], spec: CollectionSpec) -> list[list
     return [_as_stored(matrix, spec).tolist() for matrix in matrices]
 
 
-def to_hit(point: models.ScoredPoint, spec: CollectionSpec) -> Hit:
-    """A search result as the protocol's Hit: the caller's key and payload, higher score better."""
+def to_hit(point: Any, spec: CollectionSpec) -> Hit:
+    """A scored point (qdrant-client's or qdrant-edge's) as the protocol's Hit: the caller's key and
+    payload, higher score better."""
     stored = point.payload or {}
     point_id = str(point.id)
     if KEY_FIELD in stored:
@@ -131,37 +137,49 @@ def _float32(values: Any) -> np.ndarray:
 
 
 # -- collections --------------------------------------------------------------------------
+#
+# Both halves (the client's collection.py, Qdrant Edge's edge.py) build and read collections
+# through these: which vectors a spec has and their names, the spec read back from the
+# engine's vector settings, the recorded metadata, and the checks on store options.
+
+#: The name of a collection's one unnamed vector (dense, or a multivector without a first stage).
+UNNAMED = ""
 
 
-def vector_params(spec: CollectionSpec) -> models.VectorParams:
-    """The Qdrant vector for ``spec``: dense (HNSW), or a MaxSim multivector with HNSW off (``m=0``).
+@dataclass(frozen=True)
+class VectorSettings:
+    """One stored vector as an engine reports it, in the spec's words."""
 
-    A multivector's candidates come from a scan or a dense prefetch; an HNSW graph over
-    every token would cost much and serve nothing.
-    """
-    datatype = models.Datatype.FLOAT16 if spec.vector_type == "float16" else None
-    if spec.kind == "multivector":
-        return models.VectorParams(
-            size=spec.dimension,
-            distance=DISTANCES[spec.distance],
-            datatype=datatype,
-            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-            hnsw_config=models.HnswConfigDiff(m=0),
-        )
-    return models.VectorParams(size=spec.dimension, distance=DISTANCES[spec.distance], datatype=datatype)
+    size: int | None
+    distance: str
+    vector_type: str
+    multivector: bool
+
+    def as_spec(self, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``as_metadata()`` form of this vector, with the model ``recorded`` names (None when none)."""
+        return {
+            "kind": "multivector" if self.multivector else "dense",
+            "dimension": self.size,
+            "distance": self.distance,
+            "vector_type": self.vector_type,
+            "model": recorded.get("model"),
+        }
 
 
-def vectors_config(
-    spec: AnySpec, first_stage: CollectionSpec | None = None
-) -> models.VectorParams | dict[str, models.VectorParams]:
-    """The collection's vectors: one unnamed vector, ``"dense"`` + ``"colbert"`` for a hybrid spec,
-    or ``"colbert"`` + ``"muvera"`` for a multivector spec with a first stage (``first_stage``:
-    the spec of its MUVERA vector)."""
+def vector_specs(spec: AnySpec, first_stage: CollectionSpec | None = None) -> dict[str, CollectionSpec]:
+    """The vectors of a collection for ``spec`` by name: the one unnamed vector (:data:`UNNAMED`),
+    ``"dense"`` + ``"colbert"`` for a hybrid spec, or ``"colbert"`` + ``"muvera"`` for a multivector
+    spec with a first stage (``first_stage``: the spec of its MUVERA vector)."""
     if isinstance(spec, HybridSpec):
-        return {DENSE_VECTOR: vector_params(spec.dense), COLBERT_VECTOR: vector_params(spec.multivector)}
+        return {DENSE_VECTOR: spec.dense, COLBERT_VECTOR: spec.multivector}
     if first_stage is not None:
-        return {COLBERT_VECTOR: vector_params(spec), MUVERA_VECTOR: vector_params(first_stage)}
-    return vector_params(spec)
+        return {COLBERT_VECTOR: spec, MUVERA_VECTOR: first_stage}
+    return {UNNAMED: spec}
+
+
+def engine_vectors(vectors: Mapping[str, T]) -> T | dict[str, T]:
+    """An engine's vectors config: the unnamed vector itself, or the named ones."""
+    return vectors[UNNAMED] if list(vectors) == [UNNAMED] else dict(vectors)
 
 
 def collection_metadata(spec: AnySpec, first_stage: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -172,53 +190,52 @@ def collection_metadata(spec: AnySpec, first_stage: Mapping[str, Any] | None = N
     return {METADATA_KEY: recorded}
 
 
-def _params_spec(params: models.VectorParams, recorded: Mapping[str, Any]) -> dict[str, Any]:
-    datatype = params.datatype
-    vector_type = (
-        "float32" if datatype in (None, models.Datatype.FLOAT32) else str(getattr(datatype, "value", datatype))
-    )
-    distance = _DISTANCE_NAMES.get(params.distance, str(getattr(params.distance, "value", params.distance)))
-    return {
-        "kind": "dense" if params.multivector_config is None else "multivector",
-        "dimension": params.size,
-        "distance": distance,
-        "vector_type": vector_type,
-        "model": recorded.get("model"),
-    }
-
-
-def spec_of(config: models.CollectionConfig) -> dict[str, Any]:
+def spec_from_vectors(vectors: Mapping[str, VectorSettings], recorded: Mapping[str, Any]) -> dict[str, Any]:
     """The spec an existing collection holds (``as_metadata()`` form of its kind).
 
-    Kind, size, distance and datatype come from the collection's actual vector config
-    (an unnamed vector with a multivector config, or the named vectors ``"colbert"`` +
-    ``"muvera"``, is a multivector collection; ``"dense"`` + ``"colbert"`` a hybrid one); the
-    model from the recorded metadata
-    (None when the collection was not made by this package, which then matches no spec
-    that names a model).
+    Kind, size, distance and datatype come from the collection's actual vectors (``vectors``,
+    by name; :data:`UNNAMED` for an unnamed one): an unnamed vector with a multivector config, or
+    the named vectors ``"colbert"`` + ``"muvera"``, is a multivector collection; ``"dense"`` +
+    ``"colbert"`` a hybrid one. The model comes from the ``recorded`` metadata (None when the
+    collection was not made by this package, which then matches no spec that names a model).
     """
-    recorded = (config.metadata or {}).get(METADATA_KEY) or {}
-    vectors = config.params.vectors
-    if isinstance(vectors, models.VectorParams):
-        return _params_spec(vectors, recorded)
-    names = sorted(vectors) if isinstance(vectors, Mapping) else []
+    names = sorted(vectors)
+    if names == [UNNAMED]:
+        return vectors[UNNAMED].as_spec(recorded)
     if names == sorted((COLBERT_VECTOR, MUVERA_VECTOR)):  # a multivector collection with a first stage
-        assert isinstance(vectors, Mapping)
-        return _params_spec(vectors[COLBERT_VECTOR], recorded)
+        return vectors[COLBERT_VECTOR].as_spec(recorded)
     if names == sorted((DENSE_VECTOR, COLBERT_VECTOR)):
-        assert isinstance(vectors, Mapping)
         return {
             "kind": "hybrid",
-            "dense": _params_spec(vectors[DENSE_VECTOR], recorded.get("dense") or {}),
-            "multivector": _params_spec(vectors[COLBERT_VECTOR], recorded.get("multivector") or {}),
+            "dense": vectors[DENSE_VECTOR].as_spec(recorded.get("dense") or {}),
+            "multivector": vectors[COLBERT_VECTOR].as_spec(recorded.get("multivector") or {}),
         }
     # other named vectors, or none: not a collection of ours
     return {"dimension": None, "distance": f"named vectors {names}", "vector_type": None, "model": None}
 
 
-def first_stage_of(config: models.CollectionConfig) -> tuple[int | None, dict[str, Any] | None]:
+def first_stage_from_vectors(
+    vectors: Mapping[str, VectorSettings], recorded: Mapping[str, Any]
+) -> tuple[int | None, dict[str, Any] | None]:
     """(size of the ``"muvera"`` vector or None, the recorded first stage or None) of a collection."""
-    recorded = ((config.metadata or {}).get(METADATA_KEY) or {}).get("first_stage")
-    vectors = config.params.vectors
-    params = vectors.get(MUVERA_VECTOR) if isinstance(vectors, Mapping) else None
-    return (None if params is None else params.size), recorded
+    muvera = vectors.get(MUVERA_VECTOR)
+    return (None if muvera is None else muvera.size), recorded.get("first_stage")
+
+
+def unrecorded_collection(uri: str, found: Mapping[str, Any], made_by: str = "another tool") -> CollectionMismatchError:
+    """The error for an existing collection that records no spec of this package (``made_by``: who may have made it)."""
+    return CollectionMismatchError(
+        f"collection {uri!r} already exists but records no lfm-retrieval spec (made by {made_by}): "
+        f"found {dict(found)}; nothing was written"
+    )
+
+
+def check_payload_indexes(indexes: Mapping[str, str], schemas: Mapping[str, T]) -> dict[str, T]:
+    """``payload_indexes`` as the engine's schemas (``schemas``: by name); ValueError naming a bad one."""
+    checked = {}
+    for field, schema in indexes.items():
+        if schema not in schemas:
+            raise ValueError(f"payload index on {field!r}: schema {schema!r} is not one of {sorted(schemas)}")
+        field_path(field)  # a name Qdrant can address
+        checked[field] = schemas[schema]
+    return checked

@@ -14,7 +14,7 @@ from qdrant_client import models
 
 from lfm_retrieval.stores import CollectionSpec, DenseStore, Hit, HybridStore, MultiVectorStore, Record
 from lfm_retrieval.stores.filters import Node
-from lfm_retrieval_qdrant.collection import QdrantCollection
+from lfm_retrieval_qdrant.collection import QdrantCollection, first_stage_of, vectors_config
 from lfm_retrieval_qdrant.filters import to_qdrant
 from lfm_retrieval_qdrant.first_stage import FIRST_STAGE_DEFAULT, FirstStageMixin
 from lfm_retrieval_qdrant.layout import (
@@ -22,11 +22,9 @@ from lfm_retrieval_qdrant.layout import (
     DENSE_VECTOR,
     MUVERA_VECTOR,
     collection_metadata,
-    first_stage_of,
     query_values,
     stored_tokens,
     stored_vectors,
-    vectors_config,
 )
 
 
