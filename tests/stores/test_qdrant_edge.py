@@ -17,7 +17,7 @@ pytest.importorskip("qdrant_edge")
 from lfm_retrieval import DenseEncoder
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError, StoreUnavailableError
 from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, matches, open_store, parse_filter
-from lfm_retrieval_qdrant.edge import EdgeDenseStore, EdgeHybridStore, EdgeMultiVectorStore
+from lfm_retrieval_qdrant.edge import QdrantEdgeDenseStore, QdrantEdgeHybridStore, QdrantEdgeMultiVectorStore
 
 DIM = 16
 MV = CollectionSpec(DIM, "cosine", model="colbert-test", kind="multivector")
@@ -71,7 +71,7 @@ def test_multivector_and_hybrid_search_equal_exact_search_and_survive_reopen(tmp
     exact.upsert(records)
     uri = f"qdrant+edge://{tmp_path}/{kind}"
     store = open_store(uri, kind=kind, payload_indexes={"group": "keyword", "n": "float"})
-    assert isinstance(store, EdgeMultiVectorStore if kind == "multivector" else EdgeHybridStore)
+    assert isinstance(store, QdrantEdgeMultiVectorStore if kind == "multivector" else QdrantEdgeHybridStore)
     store.ensure_collection(spec)
     assert store.upsert(records) == 80 and store.count() == 80
     assert set(store.shard.info().payload_schema) == {"_lfm_payload.group", "_lfm_payload.n"}  # normalised paths
@@ -186,7 +186,7 @@ def test_real_text_search_equals_exact_before_and_after_the_hnsw_build(faq, tmp_
     exact.upsert(records)
     uri = f"qdrant+edge://{tmp_path}/faq"
     store = open_store(uri, indexing_threshold_kb=1, full_scan_threshold_kb=1)
-    assert isinstance(store, EdgeDenseStore)
+    assert isinstance(store, QdrantEdgeDenseStore)
     store.ensure_collection(spec)
     with store.bulk_load():
         store.upsert(records[:300])

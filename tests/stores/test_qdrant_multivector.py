@@ -44,7 +44,7 @@ from lfm_retrieval_qdrant import (  # noqa: E402
     QdrantMultiVectorStore,
     collection,
 )
-from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
+from lfm_retrieval_qdrant.filters import to_filter  # noqa: E402
 from lfm_retrieval_qdrant.layout import PAYLOAD_FIELD, point_payload  # noqa: E402
 from stores.qdrant_engine import edge_filter  # noqa: E402
 
@@ -160,7 +160,7 @@ def edge_params(spec: CollectionSpec) -> Any:
     )
 
 
-class EdgeCollection:
+class EngineShard:
     """The adapter's layout (same vectors, same payload) in a qdrant-edge shard, queried through its API."""
 
     def __init__(self, path: Path, spec: CollectionSpec | HybridSpec, records: list[Record]) -> None:
@@ -188,7 +188,7 @@ class EdgeCollection:
         request = self.qe.QueryRequest(
             limit=k,
             query=self.qe.Query.Nearest(tokens.tolist()),
-            filter=edge_filter(to_qdrant(parse_filter(flt))),
+            filter=edge_filter(to_filter(parse_filter(flt))),
             with_payload=True,
         )
         return [(str(p.id), p.score) for p in self.shard.query(request)]
@@ -196,7 +196,7 @@ class EdgeCollection:
     def hybrid(
         self, vector: np.ndarray, tokens: np.ndarray, k: int, prefetch: int, flt: dict | None = None
     ) -> list[tuple[str, float]]:
-        engine_filter = edge_filter(to_qdrant(parse_filter(flt)))
+        engine_filter = edge_filter(to_filter(parse_filter(flt)))
         first = self.qe.Prefetch(
             limit=prefetch, query=self.qe.Query.Nearest(vector.tolist(), using="dense"), filter=engine_filter
         )
@@ -204,7 +204,7 @@ class EdgeCollection:
             limit=k,
             query=self.qe.Query.Nearest(tokens.tolist(), using="colbert"),
             prefetches=[first],
-            filter=edge_filter(to_qdrant(parse_filter(flt))),
+            filter=edge_filter(to_filter(parse_filter(flt))),
             with_payload=True,
         )
         return [(str(p.id), p.score) for p in self.shard.query(request)]
@@ -250,7 +250,7 @@ def test_maxsim_on_colbert_encodings_equals_numpy_and_qdrants_engine(
     store.ensure_collection(spec)
     assert store.upsert(catalog_records) == N_TEXTS
     reference = memory_store(MemoryMultiVectorStore, spec, catalog_records)
-    engine = EdgeCollection(tmp_path / "edge", spec, catalog_records)
+    engine = EngineShard(tmp_path / "edge", spec, catalog_records)
     flt = {"locale": {"in": ["en", "de", "fr"]}, "price": {"lt": 150}}
     try:
         for tokens in catalog_queries:
@@ -280,7 +280,7 @@ def test_maxsim_on_random_token_vectors_equals_numpy_and_qdrants_engine(open_qdr
     store = open_qdrant("multivector", distance)
     store.ensure_collection(spec)
     store.upsert(records)
-    engine = EdgeCollection(tmp_path / "edge", spec, records)
+    engine = EngineShard(tmp_path / "edge", spec, records)
     try:
         for n_tokens in (1, 5, 32):
             query = rng.normal(size=(n_tokens, 16)).astype(np.float32)
@@ -326,7 +326,7 @@ def test_hybrid_is_the_maxsim_order_of_the_dense_top_n(open_qdrant, colbert, den
     store.ensure_collection(spec)
     store.upsert(records)
     reference = memory_store(MemoryHybridStore, spec, records)
-    engine = EdgeCollection(tmp_path / "edge", spec, records)
+    engine = EngineShard(tmp_path / "edge", spec, records)
     queries = ["noise cancelling headphones", "Kaffeemühle", "chaise de bureau"]
     try:
         for text, vector, tokens in zip(
@@ -384,7 +384,7 @@ def test_a_hybrid_filter_applies_to_both_stages(open_qdrant, tmp_path):
     store.ensure_collection(spec)
     store.upsert(records)
     reference = memory_store(MemoryHybridStore, spec, records)
-    engine = EdgeCollection(tmp_path / "edge", spec, records)
+    engine = EngineShard(tmp_path / "edge", spec, records)
     shown = {"group": "shown"}
     try:
         unfiltered = store.search(vector, tokens, k=5, prefetch=5)
@@ -561,7 +561,7 @@ def test_float16_multivectors_round_and_score_like_the_engine(open_qdrant, tmp_p
         if distance == "cosine":
             expected = unit_rows(expected)  # Qdrant normalises cosine vectors as it stores them
         np.testing.assert_allclose(np.asarray(stored, np.float32), expected, atol=1e-3 if distance == "cosine" else 0)
-        engine = EdgeCollection(tmp_path / f"edge-{distance}", spec16, records) if distance == "dot" else None
+        engine = EngineShard(tmp_path / f"edge-{distance}", spec16, records) if distance == "dot" else None
         try:
             for n_tokens in (1, 8, 32):
                 query = unit_rows(rng.normal(size=(n_tokens, 32)))

@@ -35,7 +35,7 @@ from lfm_retrieval.testing.stores import (  # noqa: E402
     unique_name,
 )
 from lfm_retrieval_qdrant import QdrantCollection, QdrantDenseStore, parse_uri  # noqa: E402
-from lfm_retrieval_qdrant.filters import to_qdrant  # noqa: E402
+from lfm_retrieval_qdrant.filters import to_filter  # noqa: E402
 from lfm_retrieval_qdrant.layout import FINGERPRINT_FIELD, KEY_FIELD, PAYLOAD_FIELD, point_payload  # noqa: E402
 from stores.qdrant_engine import edge_filter  # noqa: E402
 
@@ -174,7 +174,7 @@ def mentions_bool(spec) -> bool:
     return False
 
 
-class EdgeCollection:
+class EngineShard:
     """The adapter's points written into a qdrant-edge shard, queried through its own API."""
 
     def __init__(self, path: Path, spec: CollectionSpec, records: list[Record], *, index: dict | None = None):
@@ -199,7 +199,7 @@ class EdgeCollection:
         request = self.qe.QueryRequest(
             limit=k,
             query=self.qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
-            filter=edge_filter(to_qdrant(parse_filter(flt))),
+            filter=edge_filter(to_filter(parse_filter(flt))),
             with_payload=True,
         )
         sign = -1.0 if self.spec.distance == "euclid" else 1.0
@@ -207,13 +207,13 @@ class EdgeCollection:
 
     def keys(self, flt: dict) -> set[str]:
         request = self.qe.ScrollRequest(
-            limit=10_000, filter=edge_filter(to_qdrant(parse_filter(flt))), with_payload=True
+            limit=10_000, filter=edge_filter(to_filter(parse_filter(flt))), with_payload=True
         )
         points, _ = self.shard.scroll(request)
         return {p.payload[KEY_FIELD] for p in points}
 
     def count(self, flt: dict) -> int:
-        return self.shard.count(self.qe.CountRequest(exact=True, filter=edge_filter(to_qdrant(parse_filter(flt)))))
+        return self.shard.count(self.qe.CountRequest(exact=True, filter=edge_filter(to_filter(parse_filter(flt)))))
 
     def close(self) -> None:
         self.shard.close()
@@ -241,7 +241,7 @@ def test_local_mode_returns_what_qdrants_engine_returns(faq, tmp_path):
         f'{PAYLOAD_FIELD}."category"': qe.PayloadSchemaType.Keyword,
         f'{PAYLOAD_FIELD}."length"': qe.PayloadSchemaType.Float,
     }
-    engine = EdgeCollection(tmp_path / "edge", spec, records, index=index)
+    engine = EngineShard(tmp_path / "edge", spec, records, index=index)
     try:
         for query in queries:
             assert_same_results(store.search(query, k=10), engine.search(query, 10), 1e-4)
@@ -301,7 +301,7 @@ def test_the_filter_translation_means_the_same_on_qdrants_engine(tmp_path):
         f'{PAYLOAD_FIELD}."colour"': qe.PayloadSchemaType.Keyword,
         f'{PAYLOAD_FIELD}."price"': qe.PayloadSchemaType.Float,
     }
-    engine = EdgeCollection(tmp_path / "edge", spec, records, index=index)
+    engine = EngineShard(tmp_path / "edge", spec, records, index=index)
     store = local_store(tmp_path / "local", "filters")
     store.ensure_collection(spec)
     store.upsert(records)
@@ -343,7 +343,7 @@ def test_a_large_number_matches_whether_stored_as_int_or_float(tmp_path, index):
     ]
     qe = pytest.importorskip("qdrant_edge")
     engine_index = {f'{PAYLOAD_FIELD}."v"': qe.PayloadSchemaType.Float} if index else None
-    engine = EdgeCollection(tmp_path / "engine", spec, records, index=engine_index)
+    engine = EngineShard(tmp_path / "engine", spec, records, index=engine_index)
     edge = open_store(f"qdrant+edge://{tmp_path}/edge/numbers", payload_indexes={"v": index} if index else None)
     local = local_store(tmp_path / "local", "numbers")
     try:
@@ -385,7 +385,7 @@ def test_a_float16_collection_round_trips_and_scores_like_the_engine(faq, tmp_pa
     top = store.search(records[0].vector, k=1)[0]
     assert top.key == records[0].key and top.payload == records[0].payload
 
-    engine = EdgeCollection(tmp_path / "edge", spec, records)
+    engine = EngineShard(tmp_path / "edge", spec, records)
     assert engine.shard.info().points_count == len(records)
     try:
         for query in queries:
@@ -555,10 +555,10 @@ def test_uris(tmp_path):
 def test_an_unreachable_server_names_the_uri_quickly(uri):
     start = time.monotonic()
     store = lfm_qdrant.from_uri(uri, timeout=2, api_key="secret-key")
-    with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:9") as caught:
+    with pytest.raises(StoreUnavailableError, match=r"127\.0\.0\.1:9.*unreachable \(read the collection\)") as caught:
         store.ensure_collection(CollectionSpec(dimension=4))
     assert "secret-key" not in str(caught.value)
-    with pytest.raises(StoreUnavailableError, match="products"):
+    with pytest.raises(StoreUnavailableError, match=r"products.*unreachable \(read the collection\)"):
         store.count()
     store.close()
     assert time.monotonic() - start < 15

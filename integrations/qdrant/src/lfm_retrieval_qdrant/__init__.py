@@ -47,7 +47,7 @@ STORE_CLASSES: dict[str, type[QdrantCollection]] = {
 def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> Store:
     """Open the store a URI names (entry point of the ``lfm_retrieval.stores`` group).
 
-    ``qdrant+edge://<folder>/<collection>`` (an ``lfm_retrieval_qdrant.edge.EdgeCollection``),
+    ``qdrant+edge://<folder>/<collection>`` (an ``lfm_retrieval_qdrant.edge.QdrantEdgeCollection``),
     ``qdrant+local://<folder>/<collection>``, ``qdrant://host:port/<collection>`` or
     ``qdrant+https://host:port/<collection>``; ``kind`` is "dense", "multivector" or
     "hybrid"; ``options`` are the store class's, also accepted in the query string

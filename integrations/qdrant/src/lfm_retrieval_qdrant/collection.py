@@ -18,7 +18,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from lfm_retrieval.stores import AnySpec, CollectionSpec, Hit, Record, Store
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval_qdrant import connection
-from lfm_retrieval_qdrant.filters import to_qdrant
+from lfm_retrieval_qdrant.filters import to_filter
 from lfm_retrieval_qdrant.layout import (
     FINGERPRINT_FIELD,
     KEY_FIELD,
@@ -166,11 +166,11 @@ class QdrantCollection(Store):
         return self.target.collection
 
     @contextlib.contextmanager
-    def _call(self) -> Iterator[QdrantClient]:
-        """The client, under its lock (local mode), with transport failures named."""
+    def _call(self, operation: str) -> Iterator[QdrantClient]:
+        """The client, under its lock (local mode), with transport failures named (as during ``operation``)."""
         client = self.client
         assert self._handle is not None
-        with self._handle.lock, connection.reachable(self.target, self._handle.where):
+        with self._handle.lock, connection.connection_errors(self.target, operation, where=self._handle.where):
             yield client
 
     def close(self) -> None:
@@ -186,7 +186,7 @@ class QdrantCollection(Store):
     # -- schema -----------------------------------------------------------------------------
     def ensure_collection(self, spec: AnySpec) -> None:
         """Create the collection for ``spec`` or check the existing one; then add payload indexes."""
-        with self._call():
+        with self._call("check the collection"):
             info = self._collection_config()
             if info is not None and METADATA_KEY not in (info.metadata or {}):
                 made_by = "another tool, or by a Qdrant server older than 1.16, which drops collection metadata"
@@ -195,7 +195,7 @@ class QdrantCollection(Store):
             self._index_payload_fields()
 
     def _collection_config(self) -> models.CollectionConfig | None:
-        with self._call() as client:
+        with self._call("read the collection") as client:
             if not client.collection_exists(self.collection_name):
                 return None
             return client.get_collection(self.collection_name).config
@@ -205,7 +205,7 @@ class QdrantCollection(Store):
         return None if config is None else spec_of(config)
 
     def _create(self, spec: AnySpec) -> None:
-        with self._call() as client:
+        with self._call("create the collection") as client:
             try:
                 vectors, metadata = self._layout(spec)
                 client.create_collection(self.collection_name, vectors_config=vectors, metadata=metadata)
@@ -225,7 +225,7 @@ class QdrantCollection(Store):
         if self.target.is_local:
             log.debug("local mode has no payload indexes; ignoring %s", sorted(self.payload_indexes))
             return
-        with self._call() as client:
+        with self._call("create payload indexes") as client:
             for field, schema in self.payload_indexes.items():
                 client.create_payload_index(self.collection_name, field_path(field), field_schema=schema, wait=True)
 
@@ -252,18 +252,18 @@ class QdrantCollection(Store):
                 vectors=self._point_vectors(chunk),
                 payloads=payloads[start:stop],
             )
-            with self._call() as client:
+            with self._call("upsert") as client:
                 client.upsert(self.collection_name, points=batch, wait=True)
         return len(rows)
 
     def _delete(self, ids: list[str]) -> None:
-        with self._call() as client:
+        with self._call("delete") as client:
             client.delete(self.collection_name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
 
     def _update_payloads(self, rows: list[tuple[str, str, dict[str, Any], str]]) -> int:
         """Overwrite the payload (and fingerprint) of the stored ones among ``rows``, in one request."""
         payloads = {record_id: point_payload(key, payload, fp) for record_id, key, payload, fp in rows}
-        with self._call() as client:
+        with self._call("update payloads") as client:
             stored = client.retrieve(self.collection_name, list(payloads), with_payload=False, with_vectors=False)
             operations = [
                 models.OverwritePayloadOperation(
@@ -280,7 +280,7 @@ class QdrantCollection(Store):
         """Every stored point, a page of ``limit`` at a time."""
         offset: Any = None
         while True:
-            with self._call() as client:
+            with self._call("scroll") as client:
                 points, offset = client.scroll(
                     self.collection_name,
                     limit=limit,
@@ -297,7 +297,7 @@ class QdrantCollection(Store):
             yield from map(point_fingerprint, points)
 
     def _lookup_fingerprints(self, ids: list[str]) -> list[tuple[str, str]]:
-        with self._call() as client:
+        with self._call("read fingerprints") as client:
             points = client.retrieve(
                 self.collection_name, ids, with_payload=[KEY_FIELD, FINGERPRINT_FIELD], with_vectors=False
             )
@@ -313,12 +313,12 @@ class QdrantCollection(Store):
             yield from (point_record(spec, point) for point in points)
 
     def _count(self, filter: Node | None) -> int:
-        with self._call() as client:
-            return client.count(self.collection_name, count_filter=to_qdrant(filter), exact=True).count
+        with self._call("count") as client:
+            return client.count(self.collection_name, count_filter=to_filter(filter), exact=True).count
 
     def _query(self, spec: Any, **request: Any) -> list[Hit]:
         """One ``query_points`` call (payloads, no vectors) as hits scored per ``spec``'s distance."""
-        with self._call() as client:
+        with self._call("search") as client:
             response = client.query_points(self.collection_name, with_payload=True, with_vectors=False, **request)
         return [to_hit(point, spec) for point in response.points]
 

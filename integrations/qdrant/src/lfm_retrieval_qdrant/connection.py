@@ -152,8 +152,9 @@ def _describe(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def reachable(target: QdrantTarget, where: str = "") -> Iterator[None]:
-    """Turn transport failures (refused, timed out, DNS) into StoreUnavailableError naming the URI."""
+def connection_errors(target: QdrantTarget, operation: str, *, where: str = "") -> Iterator[None]:
+    """Turn transport failures (refused, timed out, DNS) in the block into StoreUnavailableError
+    naming the URI and the ``operation`` (``where``: the address, when the client's differs from the URI's)."""
     try:
         yield
     except StoreUnavailableError:
@@ -162,5 +163,5 @@ def reachable(target: QdrantTarget, where: str = "") -> Iterator[None]:
         if not _is_unavailable(error):
             raise
         raise StoreUnavailableError(
-            f"Qdrant at {where or target.where} (store {target.uri!r}) is unreachable: {_describe(error)}"
+            f"Qdrant at {where or target.where} (store {target.uri!r}) is unreachable ({operation}): {_describe(error)}"
         ) from error

@@ -46,7 +46,7 @@ from lfm_retrieval.stores import (
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval_qdrant import edge_shards
 from lfm_retrieval_qdrant.collection import SCROLL_PAGE
-from lfm_retrieval_qdrant.edge_filters import to_edge
+from lfm_retrieval_qdrant.edge_filters import to_filter
 from lfm_retrieval_qdrant.first_stage import FIRST_STAGE_DEFAULT, FirstStageMixin
 from lfm_retrieval_qdrant.layout import (
     COLBERT_VECTOR,
@@ -134,7 +134,7 @@ def spec_of(engine_config: Mapping[str, Any], recorded: Mapping[str, Any]) -> di
     return spec_from_vectors(engine_vector_settings(engine_config), recorded)
 
 
-class EdgeCollection(Store):
+class QdrantEdgeCollection(Store):
     """One collection in Qdrant's engine in-process (the base of the three ``qdrant+edge`` kinds).
 
     Options: ``payload_indexes`` (``{"field": "keyword" | "integer" | "float" | "bool" |
@@ -324,7 +324,7 @@ class EdgeCollection(Store):
 
     def _count(self, filter: Node | None) -> int:
         with self._call() as shard:
-            return int(shard.count(qe.CountRequest(exact=True, filter=to_edge(filter))))
+            return int(shard.count(qe.CountRequest(exact=True, filter=to_filter(filter))))
 
     def _query(self, spec: CollectionSpec, request: Any) -> list[Hit]:
         with self._call() as shard:
@@ -337,7 +337,7 @@ class EdgeCollection(Store):
         request = qe.QueryRequest(
             limit=k,
             query=qe.Query.Nearest(query_values(query, spec)),
-            filter=to_edge(filter),
+            filter=to_filter(filter),
             params=self._search_params,
             with_payload=True,
         )
@@ -366,7 +366,7 @@ def config_from_recorded(path: str, tuning: Mapping[str, Any]) -> Any:
     return edge_config(spec, tuning, stage)
 
 
-class EdgeDenseStore(EdgeCollection, DenseStore):
+class QdrantEdgeDenseStore(QdrantEdgeCollection, DenseStore):
     """One encoder's vectors in Qdrant's engine in-process (one unnamed vector, HNSW once built)."""
 
     def _point_vectors(self, vectors: np.ndarray) -> list[float]:
@@ -376,7 +376,7 @@ class EdgeDenseStore(EdgeCollection, DenseStore):
         return self._nearest(vector, k, filter)
 
 
-class EdgeMultiVectorStore(FirstStageMixin, EdgeCollection, MultiVectorStore):
+class QdrantEdgeMultiVectorStore(FirstStageMixin, QdrantEdgeCollection, MultiVectorStore):
     """ColBERT token matrices in Qdrant's engine in-process, searched by MaxSim (HNSW off, ``m=0``).
 
     With a MUVERA first stage (:mod:`lfm_retrieval_qdrant.first_stage`; on by default for a new
@@ -417,7 +417,7 @@ class EdgeMultiVectorStore(FirstStageMixin, EdgeCollection, MultiVectorStore):
         if stage is None:
             return self._nearest(token_vectors, k, filter)
         spec = self._require_spec()
-        engine_filter = to_edge(filter)
+        engine_filter = to_filter(filter)
         first = qe.Prefetch(
             limit=stage.limit(k),
             query=qe.Query.Nearest(stage.query_vector(token_vectors), using=MUVERA_VECTOR),
@@ -434,7 +434,7 @@ class EdgeMultiVectorStore(FirstStageMixin, EdgeCollection, MultiVectorStore):
         return self._query(spec, request)
 
 
-class EdgeHybridStore(EdgeCollection, HybridStore):
+class QdrantEdgeHybridStore(QdrantEdgeCollection, HybridStore):
     """A dense vector (``"dense"``, HNSW) and ColBERT token vectors (``"colbert"``, MaxSim) per record,
     searched in one engine query: the dense top-``prefetch`` reordered by MaxSim (filter on both)."""
 
@@ -449,7 +449,7 @@ class EdgeHybridStore(EdgeCollection, HybridStore):
         self, vector: np.ndarray, token_vectors: np.ndarray, k: int, prefetch: int, filter: Node | None
     ) -> list[Hit]:
         spec: HybridSpec = self._require_spec()
-        engine_filter = to_edge(filter)
+        engine_filter = to_filter(filter)
         first_stage = qe.Prefetch(
             limit=prefetch,
             query=qe.Query.Nearest(query_values(vector, spec.dense), using=DENSE_VECTOR),
@@ -467,8 +467,8 @@ class EdgeHybridStore(EdgeCollection, HybridStore):
 
 
 #: The store class of each collection kind.
-EDGE_STORE_CLASSES: dict[str, type[EdgeCollection]] = {
-    "dense": EdgeDenseStore,
-    "multivector": EdgeMultiVectorStore,
-    "hybrid": EdgeHybridStore,
+EDGE_STORE_CLASSES: dict[str, type[QdrantEdgeCollection]] = {
+    "dense": QdrantEdgeDenseStore,
+    "multivector": QdrantEdgeMultiVectorStore,
+    "hybrid": QdrantEdgeHybridStore,
 }

@@ -92,7 +92,7 @@ class EdgeFilters(FilterTranslator[Any]):
         return qe.Filter(must_not=[item])
 
 
-def to_edge(node: Node | None) -> Any:
+def to_filter(node: Node | None) -> Any:
     """The ``qdrant_edge.Filter`` of a parsed portable filter (None for no filter)."""
     if node is None:
         return None

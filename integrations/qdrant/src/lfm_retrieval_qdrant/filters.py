@@ -142,7 +142,7 @@ class QdrantFilters(FilterTranslator[models.Condition]):
         return models.Filter(must_not=[item])
 
 
-def to_qdrant(node: Node | None) -> models.Filter | None:
+def to_filter(node: Node | None) -> models.Filter | None:
     """The ``models.Filter`` of a parsed portable filter (None for no filter)."""
     if node is None:
         return None

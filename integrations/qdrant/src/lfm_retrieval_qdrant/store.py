@@ -15,7 +15,7 @@ from qdrant_client import models
 from lfm_retrieval.stores import CollectionSpec, DenseStore, Hit, HybridStore, MultiVectorStore, Record
 from lfm_retrieval.stores.filters import Node
 from lfm_retrieval_qdrant.collection import QdrantCollection, first_stage_of, vectors_config
-from lfm_retrieval_qdrant.filters import to_qdrant
+from lfm_retrieval_qdrant.filters import to_filter
 from lfm_retrieval_qdrant.first_stage import FIRST_STAGE_DEFAULT, FirstStageMixin
 from lfm_retrieval_qdrant.layout import (
     COLBERT_VECTOR,
@@ -46,7 +46,7 @@ class QdrantDenseStore(QdrantCollection, DenseStore):
             spec,
             query=query_values(vector, spec),
             limit=k,
-            query_filter=to_qdrant(filter),
+            query_filter=to_filter(filter),
             search_params=self._search_params,
         )
 
@@ -97,7 +97,7 @@ class QdrantMultiVectorStore(FirstStageMixin, QdrantCollection, MultiVectorStore
     def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
         spec = self._require_spec()
         stage = self._first_stage()
-        query_filter = to_qdrant(filter)
+        query_filter = to_filter(filter)
         if stage is None:
             return self._query(
                 spec,
@@ -143,7 +143,7 @@ class QdrantHybridStore(QdrantCollection, HybridStore):
         self, vector: np.ndarray, token_vectors: np.ndarray, k: int, prefetch: int, filter: Node | None
     ) -> list[Hit]:
         spec = self._require_spec()
-        query_filter = to_qdrant(filter)
+        query_filter = to_filter(filter)
         first_stage = models.Prefetch(
             query=query_values(vector, spec.dense),
             using=DENSE_VECTOR,
