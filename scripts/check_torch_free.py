@@ -51,6 +51,7 @@ class CheckFailed(Exception):
 
 
 def free_port() -> int:
+    # lfm_retrieval.testing.servers has one, but its package imports the checkpoint builders (torch)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

@@ -3,7 +3,6 @@ tiny dense checkpoint as f32 GGUF: ``DenseEncoder(folder, base_url=...)`` equals
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,20 +17,15 @@ pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[serve
 
 from lfm_retrieval.encoders import DenseEncoder
 from lfm_retrieval.testing.gguf import build_gguf_checkpoints
+from lfm_retrieval.testing.servers import free_port
 from sample_texts import MIXED
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """The checkpoint folder and the base URL of llama.cpp's server on its f32 GGUF; stopped afterwards."""
     checkpoint, files = build_gguf_checkpoints("dense", tmp_path_factory.mktemp("gguf-server"), ("f32",))
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(files["f32"]), "--embedding", "true"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--verbose", "false"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
