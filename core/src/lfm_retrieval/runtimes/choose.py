@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lfm_retrieval.errors import ModelLoadError
@@ -65,7 +66,7 @@ def dense_runtime(
     if kind == "torch" and prompts is not None:
         raise ValueError("prompts= applies to GGUF files and servers; a torch model reads its own prompts")
     gguf_options = {"prompts": prompts}
-    return _local_runtime(kind, "Dense", model or LFM25_EMBEDDING, gguf_options, torch_options)
+    return _local_runtime(kind, "Dense", model or LFM25_EMBEDDING, gguf_options, torch_options, runtime == "auto")
 
 
 def multivector_runtime(
@@ -91,19 +92,54 @@ def multivector_runtime(
         return RemoteColBERTRuntime(model, base_url, api=api, api_key=api_key, headers=headers, timeout=timeout)  # type: ignore[arg-type]
     if api != "auto":
         raise ValueError(f"api={api!r} names the kind of server at base_url=, which is not given")
-    return _local_runtime(kind, "ColBERT", model or LFM25_COLBERT, {}, torch_options)
+    return _local_runtime(kind, "ColBERT", model or LFM25_COLBERT, {}, torch_options, runtime == "auto")
 
 
 def _local_runtime(
-    kind: str, model_kind: str, model: str, gguf_options: dict[str, Any], torch_options: dict[str, Any]
+    kind: str,
+    model_kind: str,
+    model: str,
+    gguf_options: dict[str, Any],
+    torch_options: dict[str, Any],
+    auto: bool,
 ) -> Any:
-    """``GGUF{model_kind}Runtime`` for a ``.gguf`` file, else ``Torch{model_kind}Runtime``, on the model thread."""
+    """``GGUF{model_kind}Runtime`` for a ``.gguf`` file, else ``Torch{model_kind}Runtime``, on the model thread.
+    With every default (``auto``), a model folder holding GGUF files of its weights gets, per side, the
+    faster of torch and llama.cpp (:mod:`lfm_retrieval.runtimes.per_side`)."""
     if kind == "gguf":
         gguf = _import_runtime("gguf", "lfm_retrieval.runtimes.gguf")
         # loading, calibration and every forward pass on one thread: runtimes/model_thread.py
         return run_on_model_thread(getattr(gguf, f"GGUF{model_kind}Runtime"), model, **gguf_options)
     torch_runtime = _import_runtime("torch", "lfm_retrieval.runtimes.torch_runtime")
-    return run_on_model_thread(getattr(torch_runtime, f"Torch{model_kind}Runtime"), model, **torch_options)
+    runtime = run_on_model_thread(getattr(torch_runtime, f"Torch{model_kind}Runtime"), model, **torch_options)
+    if auto and _measures_runtimes(torch_options) and runtime.on_cpu:
+        from lfm_retrieval.runtimes.per_side import fastest_per_side, gguf_files_beside, gguf_loader
+
+        ggufs = gguf_files_beside(model)
+        if ggufs and _installed("llama_cpp", model, ggufs):
+            return run_on_model_thread(fastest_per_side, runtime, ggufs, gguf_loader(model_kind, runtime))
+    return runtime
+
+
+def _measures_runtimes(torch_options: dict[str, Any]) -> bool:
+    """Whether the torch options are the defaults, under which the runtime per side is measured."""
+    return (
+        torch_options.get("quantize", "auto") == "auto"
+        and torch_options.get("dtype") is None
+        and torch_options.get("device") in (None, "cpu")
+    )
+
+
+def _installed(library: str, model: str, ggufs: list) -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec(library) is not None:
+        return True
+    logging.getLogger("lfm_retrieval").info(
+        "%s holds %s; pip install 'lfm-retrieval[gguf]' to measure llama.cpp against torch at load",
+        model, ", ".join(path.name for path in ggufs),
+    )  # fmt: skip
+    return False
 
 
 def _import_runtime(kind: str, module: str) -> Any:

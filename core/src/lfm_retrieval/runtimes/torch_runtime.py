@@ -78,6 +78,20 @@ class TorchRuntime:
         """The model a side runs on: the query copy for queries where there is one."""
         return self.query_model if side is Side.QUERY and self.query_model is not None else self.model
 
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the model runs on the CPU."""
+        return next(self.model.parameters()).device.type == "cpu"
+
+    def float32_vectors(self, texts: list[str], side: Side) -> list[np.ndarray]:
+        """``texts``' vectors from the model itself, not its query copy: the reference others must agree with."""
+        query_model, self.query_model = self.query_model, None
+        try:
+            with torch.inference_mode():
+                return self.encode_batch(texts, side)
+        finally:
+            self.query_model = query_model
+
     def encode_batch(self, texts: list[str], side: Side) -> list[np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
