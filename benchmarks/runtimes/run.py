@@ -46,7 +46,10 @@ TORCH = {  # config -> encoder keyword arguments
     "torch-bf16": {"device": "cpu", "dtype": "bfloat16", "quantize": None},
 }
 GGUF = {"gguf-f16": "f16", "gguf-q8_0": "q8_0", "gguf-q4_k_m": "q4_k_m"}  # config -> GGUF type
-CONFIGS = (*TORCH, *GGUF)
+# the default encoder on a model folder that also holds these GGUFs: it measures them against torch at load
+# and runs each side on the fastest that agrees (lfm_retrieval.runtimes.per_side)
+BESIDE = {"default+gguf": ("f16", "q8_0")}
+CONFIGS = (*TORCH, *GGUF, *BESIDE)
 MIN_COSINE = 0.99  # the least cosine to torch float32 a llama.cpp type must keep to count
 PREFIX = {"dense": "document: ", "colbert": "[D] "}  # the document side's prompt / prefix, for the token count
 
@@ -95,10 +98,12 @@ def load(kind: str, config: str, work: Path, threads: int) -> Any:
 
     checkpoint = work / kind
     encoder_class = DenseEncoder if kind == "dense" else ColBERTEncoder
-    if config in TORCH:
+    if config in TORCH or config in BESIDE:
         import torch
 
         torch.set_num_threads(threads)
+        if config in BESIDE:
+            return encoder_class(str(folder_with_ggufs(work, kind, BESIDE[config])))
         return encoder_class(str(checkpoint), **TORCH[config])
     path = work / f"{kind}-{GGUF[config]}.gguf"
     if kind == "dense":
@@ -111,6 +116,17 @@ def load(kind: str, config: str, work: Path, threads: int) -> Any:
     keys = ("query_prefix", "document_prefix", "query_length", "document_length", "skiplist_words")
     runtime = GGUFColBERTRuntime(path, n_threads=threads, **{key: settings[key] for key in keys if key in settings})
     return ColBERTEncoder(runtime=runtime)
+
+
+def folder_with_ggufs(work: Path, kind: str, outtypes: tuple[str, ...]) -> Path:
+    """A model folder of links to the checkpoint's files and to its GGUFs of ``outtypes``."""
+    folder = work / f"{kind}-with-gguf"
+    folder.mkdir(exist_ok=True)
+    files = [*(work / kind).iterdir(), *(work / f"{kind}-{outtype}.gguf" for outtype in outtypes)]
+    for source in files:
+        if not (folder / source.name).exists():
+            (folder / source.name).symlink_to(source.resolve())
+    return folder
 
 
 def child(kind: str, config: str, work: Path, threads: int) -> None:
@@ -138,6 +154,8 @@ def child(kind: str, config: str, work: Path, threads: int) -> None:
         "query_precision": encoder.query_precision,
         "query_agreement": dict(getattr(runtime, "query_agreement", None) or {}),
     }
+    if choice := getattr(runtime, "runtime_choice", None):  # default+gguf: what the load measured, per side
+        picked["runtime_choice"] = {side.value: vars(c) for side, c in choice.items()}
     print(json.dumps({"tok_s": data["tokens"] / seconds, "query_p50_ms": 1000 * statistics.median(latencies),
                       "load_s": load_seconds, "load_average": load_average(), "picked": picked}))  # fmt: skip
 

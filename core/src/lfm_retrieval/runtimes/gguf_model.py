@@ -49,7 +49,7 @@ def default_threads() -> int:
 def load_vocab(path: str | Path) -> Any:
     """The GGUF's vocabulary alone (no weights, no compute): a ``llama_cpp.Llama`` to tokenise with."""
     llama_cpp = import_llama_cpp()
-    _check_file(path)
+    check_gguf_file(path)
     return llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
 
 
@@ -93,7 +93,7 @@ class GGUFModel:
         probe_first: bool = True,
     ) -> None:
         llama_cpp = import_llama_cpp()
-        self.path = _check_file(path)
+        self.path = check_gguf_file(path)
         self.pooled = pooled
         self.n_threads = n_threads or default_threads()
         self.batch_tokens = batch_tokens
@@ -178,7 +178,8 @@ def _floats(pointer: Any, count: int) -> np.ndarray:
     return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(count,))
 
 
-def _check_file(path: str | Path) -> Path:
+def check_gguf_file(path: str | Path) -> Path:
+    """``path`` as a Path, or a ModelLoadError: no such file, or not a GGUF file (its first bytes)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelLoadError(f"no GGUF file at {str(path)!r}")

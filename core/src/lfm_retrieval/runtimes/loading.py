@@ -89,8 +89,13 @@ def _read_json(path: Path, folder: Path):
 
 
 def check_model_path(model: str) -> None:
-    """Fail early and clearly: a local path must be a sentence-transformers / PyLate model folder
-    (ModelLoadError naming it). Hub ids are accepted as they are (resolved when loaded)."""
+    """Fail early and clearly: a local path must be a sentence-transformers / PyLate model folder or a
+    GGUF file (ModelLoadError naming it). Hub ids are accepted as they are (resolved when loaded)."""
+    if str(model).lower().endswith(".gguf"):
+        from lfm_retrieval.runtimes.gguf_model import check_gguf_file
+
+        check_gguf_file(model)
+        return
     local_st_config(model)
 
 

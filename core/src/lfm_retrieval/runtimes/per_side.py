@@ -4,9 +4,10 @@ A model folder may hold GGUF files of its own weights (``lfm-retrieval gguf MODE
 Where it does, and the encoder was built with its defaults (``runtime="auto"``, ``quantize="auto"``,
 no ``dtype``, on the CPU), :func:`fastest_per_side` loads each GGUF next to the torch model and, for
 each side, keeps whichever of them is faster among those that agree with torch's float32 vectors on
-real text (mean cosine >= :data:`~lfm_retrieval.runtimes.precision.QUERY_COPY_MIN_AGREEMENT`, the rule
-the query copy follows). Documents are timed on a batch of catalog texts, queries on one query, in
-alternating rounds (:func:`~lfm_retrieval.runtimes.precision.fastest`). A GGUF of other weights, of the
+real text: every text's vector (dense) or every token's (ColBERT, the token counts equal) at cosine >=
+:data:`MIN_COSINE`, the bar the runtimes benchmark sets a llama.cpp type. Documents are timed on a
+batch of catalog texts, queries on one query, in alternating rounds
+(:func:`~lfm_retrieval.runtimes.precision.fastest`). A GGUF of other weights, of the
 other model kind, or one that does not load is never chosen: it is logged and dropped.
 
 Which CPU wins is not known in advance: on CPUs with AMX or AVX-512 VNNI torch's bfloat16/int8 paths
@@ -24,14 +25,15 @@ from typing import Any
 import numpy as np
 
 from lfm_retrieval.errors import ModelLoadError
-from lfm_retrieval.int8 import CALIBRATION_QUERIES, mean_cosine
+from lfm_retrieval.int8 import CALIBRATION_QUERIES
 from lfm_retrieval.runtimes.base import Runtime, Side
 from lfm_retrieval.runtimes.model_ids import model_id_of
-from lfm_retrieval.runtimes.precision import QUERY_COPY_MIN_AGREEMENT, fastest
+from lfm_retrieval.runtimes.precision import fastest
 
 logger = logging.getLogger("lfm_retrieval")
 
 TORCH = "torch"
+MIN_COSINE = 0.99  # the least cosine, per text or per token, to torch float32 a GGUF must keep on a side
 # Catalog texts the documents side is checked and timed on: product descriptions of a shop's length mix.
 CALIBRATION_DOCUMENTS = (
     "Waterproof trail running shoe for women with a grippy rubber outsole, breathable mesh upper and a "
@@ -50,8 +52,8 @@ CALIBRATION_DOCUMENTS = (
 
 @dataclass
 class SideChoice:
-    """What the load measured for one side: each candidate's agreement with torch float32 (mean
-    cosine) and, of those that agree, its best time in seconds; ``chosen`` is the fastest of them."""
+    """What the load measured for one side: each GGUF's agreement with torch float32 (least cosine
+    per text or token) and, of those that agree, its best time in seconds; ``chosen`` is the fastest of them."""
 
     chosen: str = TORCH
     agreement: dict[str, float] = field(default_factory=dict)
@@ -118,8 +120,7 @@ def fastest_per_side(torch_runtime: Any, ggufs: list[Path], load_gguf: Callable[
             runtime = load_gguf(path)
             for side in Side:
                 vectors = runtime.encode_batch(texts[side], side)
-                same_shapes = all(np.shape(a) == np.shape(b) for a, b in zip(vectors, reference[side], strict=True))
-                choices[side].agreement[path.name] = mean_cosine(reference[side], vectors) if same_shapes else 0.0
+                choices[side].agreement[path.name] = least_cosine(reference[side], vectors)
         except (ModelLoadError, ValueError, RuntimeError) as exc:
             logger.warning("%s: %s is not used: %s", model_id_of(torch_runtime.model_name), path.name, exc)
             continue
@@ -128,9 +129,10 @@ def fastest_per_side(torch_runtime: Any, ggufs: list[Path], load_gguf: Callable[
         choice = choices[side]
         agreeing = {name: candidates[name] for name, cosine in choice.agreement.items() if _agrees(cosine)}
         if agreeing:
-            sample = texts[side] if side is Side.DOCUMENT else texts[side][:1]  # documents: a batch; queries: one
+            sample = texts[side][: 4 if side is Side.DOCUMENT else 1]  # documents: a batch; queries: one
             ops = {name: _timer(runtime, sample, side) for name, runtime in {TORCH: torch_runtime, **agreeing}.items()}
-            _, choice.seconds = fastest(ops)
+            # each has just run these texts (the agreement check): warm, so two alternating rounds each
+            _, choice.seconds = fastest(ops, rounds=2, warmups=0)
         choice.chosen = pick(choice)
     _log(torch_runtime.model_name, choices)
     candidates[TORCH] = torch_runtime
@@ -158,8 +160,19 @@ def gguf_loader(kind: str, torch_runtime: Any) -> Callable[[Path], Runtime]:
     )
 
 
+def least_cosine(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
+    """The least cosine between matching rows (vectors, or tokens of (tokens, dim) arrays); 0.0 where
+    any shape differs (another token count or width)."""
+    if any(np.shape(a) != np.shape(b) for a, b in zip(reference, candidate, strict=True)):
+        return 0.0
+    a = np.concatenate([np.reshape(v, (-1, np.shape(v)[-1])) for v in reference]).astype(np.float64)
+    b = np.concatenate([np.reshape(v, (-1, np.shape(v)[-1])) for v in candidate]).astype(np.float64)
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return float(np.min(np.sum(a * b, axis=1) / norms))
+
+
 def _agrees(cosine: float) -> bool:
-    return cosine >= QUERY_COPY_MIN_AGREEMENT
+    return cosine >= MIN_COSINE
 
 
 def _timer(runtime: Any, texts: list[str], side: Side) -> Callable[[], object]:
@@ -171,6 +184,7 @@ def _log(model_name: str, choices: dict[Side, SideChoice]) -> None:
         agreement = ", ".join(f"{name} {cosine:.4f}" for name, cosine in choice.agreement.items())
         timing = ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in choice.seconds.items())
         logger.info(
-            "%s: %ss on %s (GGUF mean cosine to torch float32: %s%s)",
-            model_id_of(model_name), side.value, choice.chosen, agreement, f"; timed: {timing}" if timing else "",
+            "%s: %s on %s (GGUF least cosine to torch float32: %s%s)",
+            model_id_of(model_name), "queries" if side is Side.QUERY else "documents", choice.chosen, agreement,
+            f"; timed: {timing}" if timing else "",
         )  # fmt: skip

@@ -251,8 +251,25 @@ class RayEngine:
             "batch_size": encoder.batch_size,
             "max_batch_tokens": encoder.max_batch_tokens,
             "quantize": "int8" if device == "cpu" and spec.quantize == "int8" else None,
+            **_documents_gguf(encoder),
         }
         return Recipe(type(encoder), spec.replace(**{**changes, **self.encoder_options}))
+
+
+def _documents_gguf(encoder: Any) -> dict[str, Any]:
+    """Where the driver's load chose a GGUF beside the model for documents (runtimes.per_side), the
+    spec changes that make the actors load that file, so both engines write the same vectors."""
+    from lfm_retrieval.runtimes.base import Side
+
+    choice = getattr(encoder.runtime, "runtime_choice", None)
+    chosen = choice[Side.DOCUMENT].chosen if choice else "torch"
+    if chosen == "torch":
+        return {}
+    changes: dict[str, Any] = {"model": str(Path(encoder.spec.model).expanduser() / chosen), "runtime": "auto"}
+    prompts = getattr(encoder.runtime, "prompts", None)  # dense: the torch model's own prompts, as the load used
+    if encoder.spec.kind == "dense" and prompts:
+        changes["prompts"] = {side.value: prompts[side] for side in Side}
+    return changes
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from lfm_retrieval.catalog.summary import Summary
 from lfm_retrieval.catalog.targets import write
 from lfm_retrieval.encoders import EncoderSpec, build_encoder
 from lfm_retrieval.errors import BadRecordError, LFMRetrievalError, StoreUnavailableError
+from lfm_retrieval.runtimes.choose import runtime_kind
 from lfm_retrieval.stores import Record, Store, open_store
 
 
@@ -230,9 +231,11 @@ class Encode:
 
     def encoder(self, e: int) -> Any:
         if e not in self.loaded:
-            import torch
+            spec = self.recipes[e].spec
+            if runtime_kind(spec.model, spec.runtime, spec.base_url) == "torch":  # GGUF and remote need no torch
+                import torch
 
-            torch.set_num_threads(max(1, self.threads))
+                torch.set_num_threads(max(1, self.threads))
             self.loaded[e] = self.recipes[e].build()
         return self.loaded[e]
 
