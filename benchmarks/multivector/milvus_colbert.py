@@ -58,8 +58,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--prefetch", type=int, nargs="*", default=[100, 300, 1000])
-    parser.add_argument("--candidates", type=int, nargs="*", default=[100, 200, 400])
+    parser.add_argument("--prefetch", type=int, nargs="*", default=[100, 300, 1000], help="hybrid: per search")
+    parser.add_argument(
+        "--muvera-prefetch", type=int, nargs="*", default=[100, 200, 400], help="multivector: the store's prefetch"
+    )
     args = parser.parse_args()
     load_before = load_average()
     docs, queries = corpus(args.docs, args.queries, expansion_on_topic=False)  # the recipe its figures were measured on
@@ -115,10 +117,10 @@ def main() -> None:
                     )
                     rows.append(row(f"Milvus hybrid (dense prefetch {prefetch} -> MaxSim)", found, seconds, truth))
             else:
-                for candidates in args.candidates:
-                    searcher = open_store(f"{uri}/bench_{kind}", kind=kind, prefetch=candidates)
+                for prefetch in args.muvera_prefetch:
+                    searcher = open_store(f"{uri}/bench_{kind}", kind=kind, prefetch=prefetch)
                     found, seconds = timed(lambda q, s=searcher: [h.key for h in s.search(q, 10)], queries)
-                    rows.append(row(f"Milvus multivector (MUVERA {candidates} -> MaxSim)", found, seconds, truth))
+                    rows.append(row(f"Milvus multivector (MUVERA {prefetch} -> MaxSim)", found, seconds, truth))
                     searcher.close()
             store.close()
 

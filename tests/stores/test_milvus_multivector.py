@@ -19,6 +19,7 @@ pytest.importorskip("fastembed")
 from pymilvus import DataType, MilvusClient
 
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
+from lfm_retrieval.muvera import DEFAULT_PREFETCH
 from lfm_retrieval.stores import Store, open_store
 from lfm_retrieval.testing.stores import (
     HybridStoreSuite,
@@ -194,8 +195,10 @@ def test_the_multivector_first_stage_is_recorded_and_reopened(server_store):
     assert FIRST_STAGE_PROPERTY in properties
     info = store.info()
     assert info["first_stage"]["kind"] == "muvera" and info["first_stage"]["muvera"]["k_sim"] == 3
-    reopened = server_store("multivector", name, muvera_k_sim=5)  # an existing collection keeps its encoding
+    assert info["first_stage"]["prefetch"] == DEFAULT_PREFETCH == 300, "the core's default, as every MUVERA stage"
+    reopened = server_store("multivector", name, muvera_k_sim=5, prefetch=7)  # the collection keeps its encoding
     assert reopened.info()["first_stage"]["muvera"] == info["first_stage"]["muvera"]
+    assert reopened.info()["first_stage"]["prefetch"] == 7
     assert reopened.search(records[4].token_vectors, k=1)[0].key == "k4"
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lfm_retrieval.errors import CollectionMismatchError, InvalidRecordError
+from lfm_retrieval.muvera import DEFAULT_PREFETCH
 from lfm_retrieval.stores import CollectionSpec, HybridSpec, Record, Store, copy_uri, open_store
 from lfm_retrieval.testing.stores import HybridStoreSuite, MultiVectorStoreSuite
 
@@ -87,13 +88,14 @@ def test_muvera_settings_are_recorded_and_a_reopen_rebuilds_the_same_encoder(ope
     spec = CollectionSpec(16, "dot", model="c", kind="multivector")
     table = table_name("muv")
     store = open_kind("multivector", table)
+    assert store.prefetch == DEFAULT_PREFETCH == 300, "the core's default, as every MUVERA stage"
     store.ensure_collection(spec)
     rng = np.random.default_rng(1)
     records = [
         Record(f"k{i}", None, {}, "", token_vectors=rng.normal(size=(4, 16)).astype(np.float32)) for i in range(5)
     ]
     store.upsert(records)
-    reopened = open_kind("multivector", table, candidates=2)
+    reopened = open_kind("multivector", table, prefetch=2)
     assert reopened.collection_spec() == spec
     assert reopened._muvera == store._muvera and reopened._muvera.config()["dim_proj"] == 16
     assert [h.key for h in reopened.search(records[3].token_vectors, 1)] == ["k3"]
@@ -101,8 +103,10 @@ def test_muvera_settings_are_recorded_and_a_reopen_rebuilds_the_same_encoder(ope
         open_kind("hybrid", table).collection_spec()
     with pytest.raises(CollectionMismatchError, match="multivector collection"):
         open_kind("dense", table).collection_spec()
-    with pytest.raises(ValueError, match="candidates"):
-        open_kind("multivector", table, candidates=0)
+    with pytest.raises(ValueError, match="prefetch must be a positive int"):
+        open_kind("multivector", table, prefetch=0)
+    with pytest.raises(TypeError, match="candidates"):  # the old name is gone, not silently ignored
+        open_kind("multivector", table, candidates=2)
 
 
 def test_bad_token_vectors_refuse_the_batch_and_keep_what_was_stored(open_kind):

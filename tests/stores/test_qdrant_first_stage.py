@@ -24,7 +24,7 @@ pytest.importorskip("fastembed")
 from qdrant_client import models  # noqa: E402
 
 from lfm_retrieval.errors import CollectionMismatchError  # noqa: E402
-from lfm_retrieval.muvera import Muvera  # noqa: E402
+from lfm_retrieval.muvera import DEFAULT_PREFETCH, Muvera  # noqa: E402
 from lfm_retrieval.scoring import maxsim_scores  # noqa: E402
 from lfm_retrieval.stores import (  # noqa: E402
     CollectionSpec,
@@ -36,7 +36,7 @@ from lfm_retrieval.stores import (  # noqa: E402
     parse_filter,
 )
 from lfm_retrieval.testing.stores import MultiVectorStoreSuite, unique_name  # noqa: E402
-from lfm_retrieval_qdrant.first_stage import DEFAULT_PREFETCH, FIRST_STAGE_DEFAULT  # noqa: E402
+from lfm_retrieval_qdrant.first_stage import FIRST_STAGE_DEFAULT  # noqa: E402
 from lfm_retrieval_qdrant.uri import uri_options  # noqa: E402
 from stores.test_qdrant_store import QdrantFixture  # noqa: E402
 

@@ -24,6 +24,11 @@ DEFAULT_K_SIM = 3
 DEFAULT_DIM_PROJ = 16
 DEFAULT_R_REPS = 20
 DEFAULT_SEED = 42
+#: Records a MUVERA first stage hands to the exact MaxSim rerank by default (every store's
+#: ``prefetch``; at least ``k``). Chosen on real text with the default encoding: on 503 answers of a
+#: construction-law FAQ (MiniLM token vectors through PyLate's ColBERT head), recall@10 against exact
+#: MaxSim was 0.952 with 200 candidates and 0.992 with 300 (synthetic clustered vectors: ~1.0 at 200).
+DEFAULT_PREFETCH = 300
 
 _CONFIG_KEYS = ("dim", "k_sim", "dim_proj", "r_reps", "seed")
 #: Texts encoded together (bounds the (texts, clusters, dim) working arrays).

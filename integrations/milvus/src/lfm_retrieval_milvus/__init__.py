@@ -48,7 +48,7 @@ def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> Store:
     connect, default 10), ``request_timeout`` (seconds per call, default 60), ``token``,
     ``consistency`` (of searches: "Session" by default, or "Strong"), ``hnsw_m`` (16),
     ``ef_construction`` (200), ``ef_search`` (128); for ``kind="multivector"`` also ``prefetch``
-    (first-stage candidates per search, 200) and ``muvera_k_sim``, ``muvera_dim_proj``,
+    (first-stage candidates per search, 300) and ``muvera_k_sim``, ``muvera_dim_proj``,
     ``muvera_r_reps``, ``muvera_seed`` (the encoding of a new collection).
     """
     return _KINDS[kind](parse_uri(uri), **options)  # type: ignore[call-arg]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lfm_retrieval.muvera import DEFAULT_PREFETCH
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import HybridStore, MultiVectorStore
 from lfm_retrieval.stores.filters import Node
@@ -45,8 +46,6 @@ from lfm_retrieval_milvus.uri import MilvusTarget
 if TYPE_CHECKING:
     from lfm_retrieval.muvera import Muvera
 
-#: Rows the first stage hands to the MaxSim rerank by default (at least ``k``).
-DEFAULT_PREFETCH = 200
 #: MUVERA settings a multivector store accepts as ``muvera_<name>=`` (for a new collection).
 MUVERA_SETTINGS = ("k_sim", "dim_proj", "r_reps", "seed")
 CLIENT_MAXSIM = "exact MaxSim in the client over the candidates' stored token vectors"
@@ -108,7 +107,7 @@ class _TokenCollection(MilvusCollection):
 class MilvusMultiVectorStore(_TokenCollection, MultiVectorStore):
     """ColBERT token vectors per record, searched by a MUVERA first stage and an exact MaxSim rerank.
 
-    ``prefetch`` (default 200) is how many first-stage candidates each search reranks;
+    ``prefetch`` (default 300) is how many first-stage candidates each search reranks;
     ``muvera_k_sim``, ``muvera_dim_proj``, ``muvera_r_reps``, ``muvera_seed`` set the encoding of a
     new collection (an existing one keeps what it was made with). Other options: as the dense store.
     """

@@ -34,8 +34,8 @@ def from_uri(uri: str, *, kind: str = "dense", **options: Any) -> PgTable:
     ``hnsw_ef_construction`` (64), ``maintenance_work_mem`` (for index builds, e.g. "1GB"),
     ``search_settings`` (more settings SET LOCAL for each search), ``build_indexes`` (default
     True; False leaves index builds to :meth:`PgvectorDenseStore.create_indexes`). ``kind="multivector"``
-    also takes ``candidates`` (records the MUVERA stage hands to MaxSim, default 200); a hybrid
-    search takes ``prefetch`` per call. ``ef_search`` is raised to ``prefetch``/``candidates`` (up
+    also takes ``prefetch`` (records the MUVERA stage hands to MaxSim, default 300); a hybrid
+    search takes ``prefetch`` per call. ``ef_search`` is raised to ``prefetch`` (up
     to pgvector's 1,000; iterative scans go on past it where a filter needs more).
     """
     return _KINDS[kind](uri, **options)

@@ -6,7 +6,7 @@ token vectors; the exact MaxSim over those candidates runs here, in NumPy:
 
 * ``PgvectorHybridStore``: the ``prefetch`` nearest records by the dense vector (HNSW), filter in
   the same WHERE clause.
-* ``PgvectorMultiVectorStore``: the ``candidates`` best records by the dot product of MUVERA
+* ``PgvectorMultiVectorStore``: the ``prefetch`` best records by the dot product of MUVERA
   encodings (``muvera halfvec`` with an HNSW index; :mod:`lfm_retrieval.muvera`), so no dense
   model is needed.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 
+from lfm_retrieval.muvera import DEFAULT_PREFETCH
 from lfm_retrieval.scoring import maxsim_scores
 from lfm_retrieval.stores.base import HybridStore, MultiVectorStore
 from lfm_retrieval.stores.filters import Node
@@ -27,9 +28,6 @@ from lfm_retrieval_pgvector.filters import to_filter
 from lfm_retrieval_pgvector.layout import OPERATORS
 from lfm_retrieval_pgvector.rows import HalfVector, tokens_from_bytes
 from lfm_retrieval_pgvector.store import EF_SEARCH_MAX, PgTable
-
-#: Candidates the MUVERA first stage hands to the exact MaxSim by default (measured: recall@10 >= 0.95).
-DEFAULT_CANDIDATES = 200
 
 
 class _MaxSimRerank(PgTable):
@@ -80,19 +78,20 @@ class PgvectorHybridStore(_MaxSimRerank, HybridStore):
 class PgvectorMultiVectorStore(_MaxSimRerank, MultiVectorStore):
     """A multivector collection: ``tokens`` and their MUVERA encoding ``muvera`` (HNSW, inner product) per row.
 
-    ``candidates``: how many records the MUVERA stage hands to the exact MaxSim (at least ``k``).
+    ``prefetch``: how many records the MUVERA stage hands to the exact MaxSim (at least ``k``; default
+    :data:`lfm_retrieval.muvera.DEFAULT_PREFETCH`, 300).
     """
 
-    def __init__(self, uri: str, *, candidates: int = DEFAULT_CANDIDATES, **options: Any) -> None:
-        if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-            raise ValueError(f"candidates must be a positive int, not {candidates!r}")
+    def __init__(self, uri: str, *, prefetch: int = DEFAULT_PREFETCH, **options: Any) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be a positive int, not {prefetch!r}")
         super().__init__(uri, **options)
-        self.candidates = candidates
+        self.prefetch = prefetch
 
     def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
         spec = self._require_spec()
         assert self._muvera is not None, "the MUVERA settings are read with the spec"
         query = unit_rows(token_vectors) if spec.distance == "cosine" else token_vectors
         encoded = HalfVector(self._muvera.encode_queries([query])[0])
-        rows = self._first_stage(sql.SQL("muvera <#>"), encoded, max(self.candidates, k), filter)
+        rows = self._first_stage(sql.SQL("muvera <#>"), encoded, max(self.prefetch, k), filter)
         return self._rerank(token_vectors, rows, k)

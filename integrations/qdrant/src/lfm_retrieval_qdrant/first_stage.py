@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lfm_retrieval.errors import CollectionMismatchError
+from lfm_retrieval.muvera import DEFAULT_PREFETCH
 from lfm_retrieval.stores import CollectionSpec
 from lfm_retrieval_qdrant.layout import MUVERA_VECTOR
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 #: What ``first_stage=`` accepts: a MUVERA first stage, or none (exact MaxSim over every record).
 FIRST_STAGES = ("muvera", "none")
-#: Records the first stage hands to the MaxSim rerank (at least ``k``); see docs/stores/qdrant-first-stage.md.
-DEFAULT_PREFETCH = 300
 #: MUVERA settings a store accepts as ``muvera_<name>=`` (the rest keep the encoding's defaults).
 MUVERA_SETTINGS = ("k_sim", "dim_proj", "r_reps", "seed")
 
