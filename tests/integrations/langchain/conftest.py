@@ -7,9 +7,11 @@ import importlib.util
 import inspect
 import itertools
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -95,24 +97,37 @@ def _records(catalog: list[dict[str, Any]], vectors: dict[str, Any], kind: str) 
     return records
 
 
-BACKENDS = {"memory": None, "qdrant-local": "lfm_retrieval_qdrant"}
+BACKENDS = {"memory": None, "qdrant-local": "lfm_retrieval_qdrant", "postgresql": "lfm_retrieval_pgvector"}
+
+
+def _store_uri(backend: str, name: str, request: pytest.FixtureRequest, tmp: pytest.TempPathFactory) -> str:
+    """A new collection's URI: in memory, Qdrant local mode, or a table of the session's live PostgreSQL."""
+    if backend == "memory":
+        return f"memory://{name}"
+    if importlib.util.find_spec(BACKENDS[backend]) is None:
+        pytest.skip(f"{BACKENDS[backend]} is not installed")
+    if backend == "qdrant-local":
+        return f"qdrant+local://{tmp.mktemp('qdrant')}/{name}"
+    parts = urlsplit(request.getfixturevalue("postgres_dsn"))
+    table = f"{name}_{uuid.uuid4().hex[:8]}"  # unique on a long-lived server too (LFM_TEST_PG_DSN)
+    return urlunsplit(parts._replace(query=urlencode({**dict(parse_qsl(parts.query)), "table": table})))
 
 
 @pytest.fixture
 def fill_store(
-    catalog, catalog_vectors, minilm_dense, minilm_colbert, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    catalog,
+    catalog_vectors,
+    minilm_dense,
+    minilm_colbert,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[str, str], Store]:
-    """``fill_store(backend, kind)``: a new store of that kind holding the catalog's vectors."""
+    """``fill_store(backend, kind)``: a new store of that kind holding the catalog's vectors
+    (backends: memory, qdrant-local, postgresql)."""
     opened: list[Store] = []
 
     def fill(backend: str, kind: str) -> Store:
-        name = f"langchain_{kind}_{next(_names)}"
-        if backend == "memory":
-            uri = f"memory://{name}"
-        else:
-            if importlib.util.find_spec(BACKENDS[backend]) is None:
-                pytest.skip(f"{BACKENDS[backend]} is not installed")
-            uri = f"qdrant+local://{tmp_path_factory.mktemp('qdrant')}/{name}"
+        uri = _store_uri(backend, f"langchain_{kind}_{next(_names)}", request, tmp_path_factory)
         try:
             store = open_store(uri, kind=kind)
         except ValueError as exc:  # an adapter that does not serve this kind (yet)

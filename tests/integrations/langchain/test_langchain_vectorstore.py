@@ -1,6 +1,6 @@
 """LFMVectorStore beyond the standard suite: the same hits as lfm_retrieval's own text search
-(hybrid and multivector), the right side for queries and documents, filters, MMR, async, and
-bad input refused whole with nothing stored changed."""
+(hybrid and multivector, in memory, Qdrant local mode and PostgreSQL), the right side for queries
+and documents, filters, MMR, async, and bad input refused whole with nothing stored changed."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def stored(store) -> dict[str, dict]:
     return {r.key: {"payload": r.payload, "vector": r.vector, "tokens": r.token_vectors} for r in store.scan()}
 
 
-@pytest.mark.parametrize("backend", ["memory", "qdrant-local"])
+# PostgreSQL: a fresh table per kind; one_stack, as the other live-database tests (tests/conftest.py)
+@pytest.mark.parametrize("backend", ["memory", "qdrant-local", pytest.param("postgresql", marks=pytest.mark.one_stack)])
 @pytest.mark.parametrize("kind", ["hybrid", "multivector"])
 def test_top_10_equals_search_text(fill_store, minilm_dense, minilm_colbert, kind, backend) -> None:
     store = fill_store(backend, kind)

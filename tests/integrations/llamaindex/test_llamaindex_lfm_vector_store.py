@@ -1,4 +1,4 @@
-"""LFMVectorStore: VectorStoreIndex over qdrant+edge:// and live pgvector; sides, ColBERT kinds, bad input."""
+"""LFMVectorStore: VectorStoreIndex over qdrant+edge:// and live pgvector (dense, ColBERT kinds); sides, bad input."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from llamaindex_helpers import catalog_rows, clear_queries, row_key, row_text
 from lfm_retrieval import ColBERTEncoder, DenseEncoder, cosine_scores
 from lfm_retrieval.errors import CollectionMismatchError, InvalidFilterError, InvalidRecordError
 from lfm_retrieval.search import search_text
-from lfm_retrieval.stores import CollectionSpec, Record, open_store
+from lfm_retrieval.stores import CollectionSpec, Record, matches, open_store, parse_filter
 from llama_index.embeddings.lfm import LFMEmbedding
 from llama_index.retrievers.lfm import LFMRetriever
 from llama_index.vector_stores.lfm import LFMVectorStore
@@ -135,6 +135,17 @@ def test_vector_store_index_insert_filter_delete_reopen(
     got = retrieved(index, QUERIES[1], 5, cheap)
     assert got and all(prices[key] <= 50 for key, _ in got)
     assert_same(got, exact_top(minilm_embed, texts, QUERIES[1], 5, lambda key: prices[key] <= 50))
+    # GTE: a stored price as the bound (it must be kept), the same records as the portable {"price": {"gte": ...}}
+    floor = sorted(prices.values())[len(prices) // 2]
+    at_least = MetadataFilters(filters=[MetadataFilter(key="price", value=floor, operator=FilterOperator.GTE)])
+    portable = parse_filter({"price": {"gte": floor}})
+    selected = {r.payload["key"] for r in vector_store.client.scan() if matches(portable, r.payload)}
+    assert selected == {key for key, price in prices.items() if price >= floor}
+    assert floor in {prices[key] for key in selected}  # the bound itself is kept
+    # every record it selects, in the order and with the scores of the unfiltered search
+    got = retrieved(index, QUERIES[0], len(rows), at_least)
+    assert {key for key, _ in got} == selected
+    assert_same(got, [(key, score) for key, score in retrieved(index, QUERIES[0], len(rows)) if key in selected])
     wanted = sorted(texts)[:6]
     either = MetadataFilters(
         filters=[
@@ -247,13 +258,26 @@ def test_query_side_for_queries_document_side_for_nodes(dense: DenseEncoder, tmp
         vector_store.close()
 
 
+@pytest.mark.parametrize("scheme", ["qdrant+edge", "postgresql"])
 @pytest.mark.parametrize("kind", ["hybrid", "multivector"])
 def test_colbert_kinds_equal_search_text_on_the_same_store(
-    kind: str, dense: DenseEncoder, colbert: ColBERTEncoder, rows: list[dict], tmp_path: Path
+    kind: str,
+    scheme: str,
+    dense: DenseEncoder,
+    colbert: ColBERTEncoder,
+    rows: list[dict],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
-    vector_store = LFMVectorStore(
-        f"qdrant+edge://{tmp_path}/{kind}", kind=kind, embed_model=dense, colbert=colbert, prefetch=20
-    )
+    """Through VectorStoreIndex, the same hits as ``search_text`` on a fresh Qdrant Edge collection or
+    PostgreSQL table of each ColBERT kind (the first 40 English products)."""
+    if scheme == "qdrant+edge":
+        uri = f"qdrant+edge://{tmp_path}/{kind}"
+    else:
+        pytest.importorskip("lfm_retrieval_pgvector")
+        uri = with_table(request.getfixturevalue("postgres_dsn"), f"li_{kind}_{uuid.uuid4().hex[:8]}")
+    rows = rows[:40]
+    vector_store = LFMVectorStore(uri, kind=kind, embed_model=dense, colbert=colbert, prefetch=20)
     try:
         index = VectorStoreIndex.from_documents(
             documents(rows),
