@@ -218,6 +218,41 @@ def test_cli_index_and_search_over_a_server_give_the_torch_runtimes_top_10(serve
     )
 
 
+def test_cli_demo_over_a_server_equals_the_torch_runtime(reference, serve_url, dense_path) -> None:
+    """``demo --base-url``: the sample catalog indexed, searched and scored through ``lfm-retrieval serve``
+    holds and prints what the in-process encoder gives (documents sampled: the demo's 319 run once)."""
+    from typer.testing import CliRunner
+
+    from lfm_retrieval import search_text
+    from lfm_retrieval.cli import _evaluate, app
+    from lfm_retrieval.data import SAMPLE_CATALOG, SAMPLE_QRELS, SAMPLE_QUERIES
+    from lfm_retrieval.evaluation import load_queries
+    from lfm_retrieval.stores import open_store
+
+    dense, runner, store = reference[0], CliRunner(), "memory://demo-over-serve"
+    demo = runner.invoke(app, ["demo", "--base-url", serve_url, "--store", store, "-k", "3"])
+    assert demo.exit_code == 0, demo.output
+    assert demo.stdout.startswith(
+        f"indexed 319 records (319 read) into {store} with {dense_path.name} at {serve_url}\n"
+    )
+    rows = [json.loads(line) for line in Path(SAMPLE_CATALOG).read_text(encoding="utf-8").splitlines()[::40]]
+    texts = {f"{r['sku']}/{r['locale']}": f"{r['title']}. {r['category']}. {r['description']}" for r in rows}
+    with open_store(store) as opened:
+        stored = {record.key: record.vector for record in opened.scan() if record.key in texts}
+        assert (
+            np.abs(np.stack([stored[key] for key in texts]) - dense.encode_documents(list(texts.values()))).max()
+            <= 1e-5
+        )
+        qid, query = next(iter(load_queries(SAMPLE_QUERIES).items()))
+        hits = search_text(opened, query, dense=dense, k=3)
+        metrics = _evaluate(opened, {"dense": dense}, SAMPLE_QUERIES, SAMPLE_QRELS, 10)
+    printed = [f"  {n}. {hit.score:.3f}  {hit.key:<16} {hit.payload['title']}" for n, hit in enumerate(hits, 1)]
+    assert "\n".join([f"{qid}: {query}", *printed]) in demo.stdout
+    assert f"nDCG@10 {metrics['ndcg@10']:.3f}  recall@10 {metrics['recall@10']:.3f} over 24 queries" in demo.stdout
+    both = runner.invoke(app, ["demo", "--offline", "--base-url", serve_url])
+    assert both.exit_code == 2 and "--offline" in both.output and "--base-url" in both.output
+
+
 def llama_server_app(reference: ColBERTEncoder, sent: list[list[int]], pooled: bool = False) -> object:
     """llama.cpp's ``llama-server --pooling none`` ``/embedding`` shape: token ids in, one vector per
     token out (unnormalised), computed by the torch model with every token attended to."""

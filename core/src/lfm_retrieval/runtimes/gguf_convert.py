@@ -214,6 +214,13 @@ def check_tokenizer(model_dir: str | Path, gguf_path: str | Path) -> None:
             )
 
 
+def is_colbert(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` is a PyLate ColBERT folder (a ``Dense`` projection module), not a dense one."""
+    path = Path(model_dir) / "modules.json"
+    modules = json.loads(path.read_text()) if path.is_file() else []
+    return any(module.get("type", "").endswith("Dense") for module in modules)
+
+
 def check_vectors(model_dir: str | Path, gguf_path: str | Path, outtype: str) -> float:
     """Encode :data:`TOKENIZER_CHECK_TEXTS` with the checkpoint (torch, float32) and with the GGUF, and
     refuse the GGUF below :data:`MIN_AGREEMENT`; returns the least cosine. Dense: per text, both sides.
@@ -227,8 +234,7 @@ def check_vectors(model_dir: str | Path, gguf_path: str | Path, outtype: str) ->
         return [run_on_model_thread(runtime.encode_batch, [text], side)[0] for text in texts]
 
     model_dir, texts = Path(model_dir), list(TOKENIZER_CHECK_TEXTS)
-    modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").is_file() else []
-    if any(module.get("type", "").endswith("Dense") for module in modules):
+    if is_colbert(model_dir):
         settings = json.loads((model_dir / "config_sentence_transformers.json").read_text())
         keys = ("query_prefix", "document_prefix", "query_length", "document_length", "skiplist_words")
         gguf = GGUFColBERTRuntime(gguf_path, **{key: settings[key] for key in keys if key in settings})
