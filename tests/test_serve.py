@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
 
@@ -100,6 +101,26 @@ def server(encoders: tuple[DenseEncoder, ColBERTEncoder], stores: dict) -> Itera
 
 def post(server: Server, route: str, body: object) -> httpx.Response:
     return server.client.post(route, json=body)
+
+
+@contextmanager
+def serve_command(args: list[str], log: Path, timeout: float = 120) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``lfm-retrieval serve ARGS --port 0`` in a child process, its output in ``log``: the process and the
+    URL it logged once listening; killed on leaving the block if it still runs."""
+    command = [sys.executable, "-m", "lfm_retrieval.cli", "serve", *args, "--port", "0"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (match := re.search(r"running on (http://127\.0\.0\.1:\d+)", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield process, match.group(1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
 
 
 # -- vectors over HTTP == in-process -------------------------------------------------------------
@@ -262,16 +283,7 @@ def test_full_queue_answers_429_and_keeps_serving(dense_path: Path) -> None:
 
 def test_shutdown_during_load_loses_no_accepted_request(dense_path: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    command = [sys.executable, "-m", "lfm_retrieval.cli", "serve", "--model", str(dense_path), "--port", "0"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not (match := re.search(r"running on (http://127\.0\.0\.1:\d+)", log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        url = match.group(1)
+    with serve_command(["--model", str(dense_path)], log) as (process, url):
         answered, refused, lost = [], [], []
         stop = threading.Event()
 
@@ -307,9 +319,6 @@ def test_shutdown_during_load_loses_no_accepted_request(dense_path: Path, tmp_pa
         stop.set()
         for thread in threads:
             thread.join(60)
-    finally:
-        if process.poll() is None:
-            process.kill()
     text = log.read_text()
     tally = re.search(r"answered (\d+) of (\d+) accepted requests", text)
     assert tally, text

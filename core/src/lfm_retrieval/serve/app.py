@@ -50,6 +50,13 @@ ROUTES = (
     "/metrics",
 )
 
+#: /pooling runs the torch ColBERT model on token ids as sent; a GGUF or remote ColBERT model cannot.
+POOLING_NEEDS_TORCH = (
+    "/pooling is served only with a ColBERT model on the torch runtime (it runs the torch model on the token "
+    "ids as sent); this server's ColBERT model runs on llama.cpp (a GGUF file) or on another server: "
+    "its token vectors are on /embed_multivector"
+)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -310,7 +317,7 @@ def create_app(
         check_task(body, {encoder.model_id, encoder.model_name})
         model = getattr(encoder.runtime, "model", None)
         if not hasattr(model, "tokenizer"):
-            raise RequestError("/pooling needs the ColBERT model on the torch runtime (GGUF and remote have none)", 501)
+            raise RequestError(POOLING_NEEDS_TORCH, 501)
         rows = token_ids_of(body, model.tokenizer, limits.max_inputs, encoder.max_length)
         with service._document_slot():
             vectors = await asyncio.to_thread(token_vectors, model, rows)
