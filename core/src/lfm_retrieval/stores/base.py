@@ -151,7 +151,7 @@ class Store(ABC):
         return dict(self._lookup_fingerprints([stable_id(key) for key in wanted])) if wanted else {}
 
     async def asearch(self, *query: Any, **options: Any) -> list[Hit]:
-        """Async ``search`` of this kind, same arguments (runs in a worker thread)."""
+        """Async ``search`` of this kind, same arguments (in a worker thread, unless the adapter has its own)."""
         return await asyncio.to_thread(self.search, *query, **options)  # type: ignore[attr-defined]
 
     def scan(self, batch_size: int = 256) -> Iterator[Record]:
@@ -228,9 +228,14 @@ class DenseStore(Store):
 
     def search(self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
         """The ``k`` nearest records to a query vector, best first, optionally filtered."""
+        return self._search(*self._prepare_search(vector, k, filter))
+
+    def _prepare_search(
+        self, vector: Sequence[float] | np.ndarray, k: int = 10, filter: FilterSpec = None
+    ) -> tuple[np.ndarray, int, Node | None]:
+        """:meth:`search`'s arguments checked, as :meth:`_search` takes them (also for an adapter's own ``asearch``)."""
         _check_k(k)
-        query = check_query_vector(vector, self._require_spec())
-        return self._search(query, k, parse_filter(filter))
+        return check_query_vector(vector, self._require_spec()), k, parse_filter(filter)
 
     @abstractmethod
     def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]: ...
@@ -247,9 +252,14 @@ class MultiVectorStore(Store):
 
     def search(self, token_vectors: TokenVectors, k: int = 10, filter: FilterSpec = None) -> list[Hit]:
         """The ``k`` records with the highest MaxSim against a query's token vectors, best first."""
+        return self._search(*self._prepare_search(token_vectors, k, filter))
+
+    def _prepare_search(
+        self, token_vectors: TokenVectors, k: int = 10, filter: FilterSpec = None
+    ) -> tuple[np.ndarray, int, Node | None]:
+        """:meth:`search`'s arguments checked, as :meth:`_search` takes them (also for an adapter's own ``asearch``)."""
         _check_k(k)
-        query = check_query_tokens(token_vectors, self._require_spec())
-        return self._search(query, k, parse_filter(filter))
+        return check_query_tokens(token_vectors, self._require_spec()), k, parse_filter(filter)
 
     @abstractmethod
     def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]: ...
@@ -274,12 +284,24 @@ class HybridStore(Store):
         prefetch: int = 100,
     ) -> list[Hit]:
         """The ``k`` best of the dense top-``prefetch``, ordered by MaxSim (scores are MaxSim)."""
+        return self._search(*self._prepare_search(vector, token_vectors, k, filter, prefetch=prefetch))
+
+    def _prepare_search(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        token_vectors: TokenVectors,
+        k: int = 10,
+        filter: FilterSpec = None,
+        *,
+        prefetch: int = 100,
+    ) -> tuple[np.ndarray, np.ndarray, int, int, Node | None]:
+        """:meth:`search`'s arguments checked, as :meth:`_search` takes them (also for an adapter's own ``asearch``)."""
         _check_k(k)
         _check_k(prefetch)
         spec: HybridSpec = self._require_spec()
         dense = check_query_vector(vector, spec.dense)
         tokens = check_query_tokens(token_vectors, spec.multivector)
-        return self._search(dense, tokens, k, max(prefetch, k), parse_filter(filter))
+        return dense, tokens, k, max(prefetch, k), parse_filter(filter)
 
     @abstractmethod
     def _search(

@@ -1,15 +1,17 @@
-"""Connections: a psycopg pool with pgvector types registered, and errors naming the URI."""
+"""Connections: psycopg pools (sync, and async for ``asearch``) with pgvector types, errors naming the URI."""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import psycopg
-from pgvector.psycopg import register_vector
+from pgvector.psycopg import register_vector, register_vector_async
 from psycopg.types import TypeInfo
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
 from lfm_retrieval.errors import StoreUnavailableError
 from lfm_retrieval_pgvector.uri import PgTarget
@@ -41,17 +43,34 @@ def connection_errors(target: PgTarget, operation: str) -> Iterator[None]:
         ) from exc
 
 
+CREATE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS vector"
+
+
+def _no_extension(exc: psycopg.Error) -> psycopg.ProgrammingError:
+    return psycopg.ProgrammingError(
+        f"the pgvector extension is not installed in this database and could not be created ({exc}); "
+        "run CREATE EXTENSION vector as a privileged user"
+    )
+
+
 def configure(conn: psycopg.Connection) -> None:
     """Make the pgvector types usable on ``conn``, creating the extension when it is missing."""
     if TypeInfo.fetch(conn, "vector") is None:
         try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute(CREATE_EXTENSION)
         except psycopg.Error as exc:
-            raise psycopg.ProgrammingError(
-                f"the pgvector extension is not installed in this database and could not be created ({exc}); "
-                "run CREATE EXTENSION vector as a privileged user"
-            ) from exc
+            raise _no_extension(exc) from exc
     register_vector(conn)
+
+
+async def aconfigure(conn: psycopg.AsyncConnection) -> None:
+    """:func:`configure` on an async connection."""
+    if await TypeInfo.fetch(conn, "vector") is None:
+        try:
+            await conn.execute(CREATE_EXTENSION)
+        except psycopg.Error as exc:
+            raise _no_extension(exc) from exc
+    await register_vector_async(conn)
 
 
 def connect_kwargs(timeout: float) -> dict[str, object]:
@@ -67,14 +86,9 @@ def open_pool(target: PgTarget, *, timeout: float, min_size: int, max_size: int)
         configure(probe)
     pool = ConnectionPool(
         target.dsn,
-        min_size=min_size,
-        max_size=max_size,
-        kwargs=kwargs,
         configure=configure,
         check=ConnectionPool.check_connection,
-        timeout=timeout,
-        name=f"lfm-pgvector:{target.table}",
-        open=False,
+        **_pool_options(target, kwargs, timeout=timeout, min_size=min_size, max_size=max_size),
     )
     try:
         with connection_errors(target, "open the connection pool"):
@@ -90,3 +104,65 @@ def connection(pool: ConnectionPool, target: PgTarget) -> Iterator[psycopg.Conne
     """A pooled connection; connection failures become StoreUnavailableError naming the URI."""
     with connection_errors(target, "use a pooled connection"), pool.connection() as conn:
         yield conn
+
+
+def _pool_options(
+    target: PgTarget, kwargs: dict[str, object], *, timeout: float, min_size: int, max_size: int
+) -> dict[str, Any]:
+    """What the sync and the async pool share: sizes, connection settings, timeout, name; opened by the caller."""
+    name = f"lfm-pgvector:{target.table}"
+    return {
+        "min_size": min_size,
+        "max_size": max_size,
+        "kwargs": kwargs,
+        "timeout": timeout,
+        "name": name,
+        "open": False,
+    }
+
+
+async def open_async_pool(target: PgTarget, *, timeout: float, min_size: int, max_size: int) -> AsyncConnectionPool:
+    """:func:`open_pool` for asyncio: a started ``AsyncConnectionPool``, bound to the running event loop."""
+    kwargs = connect_kwargs(timeout)
+    with connection_errors(target, "connect"):
+        async with await psycopg.AsyncConnection.connect(target.dsn, **kwargs) as probe:  # type: ignore[arg-type]
+            await aconfigure(probe)
+    pool = AsyncConnectionPool(
+        target.dsn,
+        configure=aconfigure,
+        check=AsyncConnectionPool.check_connection,
+        **_pool_options(target, kwargs, timeout=timeout, min_size=min_size, max_size=max_size),
+    )
+    try:
+        with connection_errors(target, "open the connection pool"):
+            await pool.open(wait=True, timeout=timeout)
+    except BaseException:
+        await pool.close()
+        raise
+    guard = asyncio.get_running_loop().create_task(_close_at_loop_end(pool))
+    _GUARDS.add(guard)
+    guard.add_done_callback(_GUARDS.discard)
+    return pool
+
+
+#: The tasks of :func:`_close_at_loop_end` (the event loop keeps only weak references to tasks).
+_GUARDS: set[asyncio.Task[None]] = set()
+
+
+async def _close_at_loop_end(pool: AsyncConnectionPool) -> None:
+    """Close ``pool`` when its event loop ends: ``asyncio.run`` cancels every task then, this one too.
+
+    Without it a pool worker cancelled in the middle of a job (e.g. adding a connection) swallows the
+    cancellation and waits for its next job forever, and ``asyncio.run`` with it; closing stops it."""
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def aconnection(pool: AsyncConnectionPool, target: PgTarget) -> AsyncIterator[psycopg.AsyncConnection]:
+    """:func:`connection` from an async pool."""
+    with connection_errors(target, "use a pooled connection"):
+        async with pool.connection() as conn:
+            yield conn

@@ -27,7 +27,7 @@ from lfm_retrieval.vectors import unit_rows
 from lfm_retrieval_pgvector.filters import to_filter
 from lfm_retrieval_pgvector.layout import OPERATORS
 from lfm_retrieval_pgvector.rows import HalfVector, tokens_from_bytes
-from lfm_retrieval_pgvector.store import EF_SEARCH_MAX, PgTable
+from lfm_retrieval_pgvector.store import Finish, PgTable, Rows, Steps
 
 
 class _MaxSimRerank(PgTable):
@@ -37,19 +37,16 @@ class _MaxSimRerank(PgTable):
         spec = self._require_spec()
         return spec.multivector if isinstance(spec, HybridSpec) else spec
 
-    def _first_stage(
-        self, order: sql.Composable, query_vector: Any, limit: int, filter: Node | None
-    ) -> list[tuple[Any, ...]]:
-        """``limit`` rows (id, key, metadata, tokens) nearest by ``order`` among those ``filter`` admits: one query."""
+    def _first_stage(self, order: sql.Composable, query_vector: Any, limit: int, filter: Node | None) -> Steps:
+        """The statements fetching the ``limit`` rows (id, key, metadata, tokens) nearest by ``order`` that ``filter``
+        admits: one query (:meth:`~lfm_retrieval_pgvector.store.PgTable._candidates`)."""
         condition, params = to_filter(filter)
         query = sql.SQL("SELECT id, key, metadata, tokens FROM {} WHERE {} ORDER BY {} %s LIMIT %s").format(
             self.layout.qualified, condition, order
         )
-        with self._transaction() as conn:
-            self._apply_search_settings(conn, min(limit, EF_SEARCH_MAX))
-            return self._candidates(conn, query, [*params, query_vector, limit], limit)
+        return self._candidates(query, [*params, query_vector, limit], limit)
 
-    def _rerank(self, token_vectors: np.ndarray, rows: list[tuple[Any, ...]], k: int) -> list[Hit]:
+    def _rerank(self, token_vectors: np.ndarray, rows: Rows, k: int) -> list[Hit]:
         """The ``k`` best of ``rows`` by exact MaxSim (cosine token similarity normalises rows, as the core does)."""
         if not rows:
             return []
@@ -66,13 +63,14 @@ class _MaxSimRerank(PgTable):
 class PgvectorHybridStore(_MaxSimRerank, HybridStore):
     """A hybrid collection: ``embedding`` (dense, HNSW) and ``tokens`` per row; dense prefetch, exact MaxSim rerank."""
 
-    def _search(
+    def _search_plan(
         self, vector: np.ndarray, token_vectors: np.ndarray, k: int, prefetch: int, filter: Node | None
-    ) -> list[Hit]:
+    ) -> tuple[Steps, Finish]:
         dense = self._require_spec().dense
         query_vector: Any = HalfVector(vector) if dense.vector_type == "float16" else vector
         order = sql.SQL("embedding {}").format(sql.SQL(OPERATORS[dense.distance]))
-        return self._rerank(token_vectors, self._first_stage(order, query_vector, prefetch, filter), k)
+        steps = self._first_stage(order, query_vector, prefetch, filter)
+        return steps, lambda rows: self._rerank(token_vectors, rows, k)
 
 
 class PgvectorMultiVectorStore(_MaxSimRerank, MultiVectorStore):
@@ -88,10 +86,10 @@ class PgvectorMultiVectorStore(_MaxSimRerank, MultiVectorStore):
         super().__init__(uri, **options)
         self.prefetch = prefetch
 
-    def _search(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
+    def _search_plan(self, token_vectors: np.ndarray, k: int, filter: Node | None) -> tuple[Steps, Finish]:
         spec = self._require_spec()
         assert self._muvera is not None, "the MUVERA settings are read with the spec"
         query = unit_rows(token_vectors) if spec.distance == "cosine" else token_vectors
         encoded = HalfVector(self._muvera.encode_queries([query])[0])
-        rows = self._first_stage(sql.SQL("muvera <#>"), encoded, max(self.prefetch, k), filter)
-        return self._rerank(token_vectors, rows, k)
+        steps = self._first_stage(sql.SQL("muvera <#>"), encoded, max(self.prefetch, k), filter)
+        return steps, lambda rows: self._rerank(token_vectors, rows, k)

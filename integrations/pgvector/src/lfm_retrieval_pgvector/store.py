@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,14 +15,14 @@ import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from lfm_retrieval.errors import CollectionMismatchError
 from lfm_retrieval.muvera import DEFAULT_DIM_PROJ, Muvera
 from lfm_retrieval.stores.base import DenseStore, FilterSpec, Store
 from lfm_retrieval.stores.filters import Node, parse_filter
 from lfm_retrieval.stores.records import AnySpec, Hit, HybridSpec, Record, check_query_vector
-from lfm_retrieval_pgvector.connection import connection, open_pool
+from lfm_retrieval_pgvector.connection import aconnection, connection, open_async_pool, open_pool
 from lfm_retrieval_pgvector.filters import to_filter
 from lfm_retrieval_pgvector.layout import OPERATORS, REGISTRY_TABLE, Layout, columns_of
 from lfm_retrieval_pgvector.rows import (
@@ -39,6 +40,35 @@ logger = logging.getLogger(__name__)
 #: pgvector's ceiling for hnsw.ef_search.
 EF_SEARCH_MAX = 1000
 
+Rows = list[tuple[Any, ...]]
+#: The statements of one search, run by :func:`run_steps` or :func:`arun_steps`: a generator that yields
+#: (statement, parameters), is sent each statement's rows, and returns the rows the search keeps.
+Steps = Generator[tuple[Any, Sequence[Any]], Rows, Rows]
+#: What a search makes of those rows: its hits.
+Finish = Callable[[Rows], list[Hit]]
+#: Turns the indexes off for the rest of a search's transaction: the next query scans exactly.
+EXACT_SCAN = "SELECT set_config('enable_indexscan', 'off', true)"
+
+
+def run_steps(steps: Steps, conn: psycopg.Connection) -> Rows:
+    """Run a search's statements on ``conn``."""
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(conn.execute(*statement).fetchall())
+    except StopIteration as done:
+        return done.value
+
+
+async def arun_steps(steps: Steps, conn: psycopg.AsyncConnection) -> Rows:
+    """:func:`run_steps` on an async connection: the same statements, awaited."""
+    try:
+        statement = next(steps)
+        while True:
+            statement = steps.send(await (await conn.execute(*statement)).fetchall())
+    except StopIteration as done:
+        return done.value
+
 
 class PgTable(Store):
     """Records in ``schema.table``: ``id uuid``, ``key``, the kind's vector columns, ``metadata jsonb``.
@@ -48,7 +78,8 @@ class PgTable(Store):
     table loads with COPY first and builds the HNSW and GIN indexes after; later upserts
     merge through a temporary table with ``INSERT ... ON CONFLICT``, one transaction per batch.
     The stores of each kind (:class:`PgvectorDenseStore`, and the multivector and hybrid stores of
-    ``lfm_retrieval_pgvector.late_interaction``) add their search.
+    ``lfm_retrieval_pgvector.late_interaction``) add their search. ``asearch`` runs a search's statements on
+    psycopg's async pool (one per event loop), without a thread; writes run on the sync pool.
     """
 
     shared = True  # a PostgreSQL server: any process may open the table
@@ -80,6 +111,8 @@ class PgTable(Store):
         self.search_settings = dict(search_settings or {})
         self.build_indexes = bool(build_indexes)
         self._pool: ConnectionPool | None = None
+        #: ``asearch``'s pools, one per event loop (each opened by a task on its loop).
+        self._async_pools: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool]] = {}
         self._layout: Layout | None = None
         self._open_lock = threading.Lock()
         self._loading = threading.local()
@@ -111,17 +144,49 @@ class PgTable(Store):
         with connection(pool, self.target) as conn, conn.transaction():
             yield conn
 
+    async def _async_pool(self) -> AsyncConnectionPool:
+        """The running event loop's pool (same DSN, settings and sizes as the sync one), opened on first use.
+
+        A pool is closed when its loop ends (:func:`~lfm_retrieval_pgvector.connection.open_async_pool`);
+        those of ended loops are let go here (connections its close left open close as they are collected)."""
+        loop = asyncio.get_running_loop()
+        with self._open_lock:
+            opening = self._async_pools.get(loop)
+            if opening is None:
+                for ended in [other for other in self._async_pools if other.is_closed()]:
+                    del self._async_pools[ended]
+                pool = open_async_pool(self.target, timeout=self.timeout, min_size=1, max_size=self.pool_size)
+                opening = self._async_pools[loop] = loop.create_task(pool)
+        try:
+            return await asyncio.shield(opening)  # one caller cancelled does not cancel the others' pool
+        except Exception:
+            with self._open_lock:
+                if self._async_pools.get(loop) is opening:
+                    del self._async_pools[loop]  # it did not open: the next call tries again
+            raise
+
     @property
     def layout(self) -> Layout:
         """Names and DDL of this collection's table (connects if needed)."""
-        return self._connect()[1]
+        return self._layout if self._layout is not None else self._connect()[1]
 
     def close(self) -> None:
-        """Close the pool (a later call opens a new one)."""
+        """Close the pools (a later call opens new ones); an async pool is closed on its event loop."""
         with self._open_lock:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+            async_pools, self._async_pools = self._async_pools, {}
+        for loop, opening in async_pools.items():
+            _close_on(loop, opening)
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code: this event loop's pool is closed before it returns."""
+        with self._open_lock:
+            opening = self._async_pools.pop(asyncio.get_running_loop(), None)
+        if opening is not None:
+            await _close_opened(opening)
+        await asyncio.to_thread(self.close)
 
     # -- schema -----------------------------------------------------------------------------
     def _relation_exists(self, conn: psycopg.Connection, name: str) -> bool:
@@ -404,8 +469,8 @@ class PgTable(Store):
             query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.layout.qualified, condition)
             return conn.execute(query, params).fetchone()[0]
 
-    def _apply_search_settings(self, conn: psycopg.Connection, k: int, extra: Mapping[str, str] | None = None) -> None:
-        """SET LOCAL the HNSW settings of one search (one statement): ef_search >= k, iterative scans for filters."""
+    def _search_settings(self, k: int, extra: Mapping[str, str] | None = None) -> tuple[sql.Composed, list[str]]:
+        """The statement that SETs LOCAL one search's HNSW settings: ef_search >= k, iterative scans for filters."""
         settings = {
             "hnsw.ef_search": str(min(max(self.ef_search, k), EF_SEARCH_MAX)),
             "hnsw.iterative_scan": "relaxed_order",
@@ -413,19 +478,40 @@ class PgTable(Store):
             **(extra or {}),
         }
         calls = sql.SQL(", ").join([sql.SQL("set_config(%s, %s, true)")] * len(settings))
-        conn.execute(sql.SQL("SELECT {}").format(calls), [x for item in settings.items() for x in map(str, item)])
+        return sql.SQL("SELECT {}").format(calls), [x for item in settings.items() for x in map(str, item)]
 
-    def _candidates(
-        self, conn: psycopg.Connection, query: sql.Composable, params: list[Any], wanted: int
-    ) -> list[tuple[Any, ...]]:
-        """Rows of an ordered, LIMITed first-stage query; exact (no index) when the index gave fewer than ``wanted``."""
-        rows = conn.execute(query, params).fetchall()
-        if len(rows) < wanted:
+    def _candidates(self, query: sql.Composable, params: list[Any], k: int) -> Steps:
+        """The statements of an ordered query LIMITed to ``k``: the search settings, then the query; again as an
+        exact scan (no index) when the index gave fewer than ``k`` rows."""
+        yield self._search_settings(k)
+        rows = yield query, params
+        if len(rows) < k:
             # Fewer than asked: either fewer rows match, or the index scan gave up early
             # (hnsw.max_scan_tuples). An exact scan settles it.
-            conn.execute("SELECT set_config('enable_indexscan', 'off', true)")
-            rows = conn.execute(query, params).fetchall()
+            yield EXACT_SCAN, []
+            rows = yield query, params
         return rows
+
+    def _search_plan(self, *query: Any) -> tuple[Steps, Finish]:
+        """The statements of a search with ``_search``'s arguments, and what makes hits of their rows."""
+        raise NotImplementedError
+
+    def _search(self, *query: Any) -> list[Hit]:
+        steps, finish = self._search_plan(*query)
+        with self._transaction() as conn:
+            rows = run_steps(steps, conn)
+        return finish(rows)
+
+    async def asearch(self, *query: Any, **options: Any) -> list[Hit]:
+        """``search`` on psycopg's async pool, without a thread: the same arguments, checks, statements and hits.
+
+        A store that has not yet read its collection's spec reads it first, once, in a worker thread."""
+        if self.spec is None or self._layout is None:
+            await asyncio.to_thread(lambda: (self._require_spec(), self._connect()))
+        steps, finish = self._search_plan(*self._prepare_search(*query, **options))  # type: ignore[attr-defined]
+        async with aconnection(await self._async_pool(), self.target) as conn, conn.transaction():
+            rows = await arun_steps(steps, conn)
+        return finish(rows)
 
 
 class PgvectorDenseStore(PgTable, DenseStore):
@@ -442,11 +528,10 @@ class PgvectorDenseStore(PgTable, DenseStore):
         ).format(op=operator, table=self.layout.qualified, condition=condition)
         return query, [query_vector, *params, query_vector, k]
 
-    def _search(self, vector: np.ndarray, k: int, filter: Node | None) -> list[Hit]:
-        query, params = self._search_query(vector, k, filter)
-        with self._transaction() as conn:
-            self._apply_search_settings(conn, k)
-            rows = self._candidates(conn, query, params, k)
+    def _search_plan(self, vector: np.ndarray, k: int, filter: Node | None) -> tuple[Steps, Finish]:
+        return self._candidates(*self._search_query(vector, k, filter), k), self._hits
+
+    def _hits(self, rows: Rows) -> list[Hit]:
         hits = [Hit(str(rid), key, self._score(distance), metadata) for rid, key, metadata, distance in rows]
         hits.sort(key=lambda hit: -hit.score)  # relaxed_order may return near-ties out of order
         return hits
@@ -463,7 +548,7 @@ class PgvectorDenseStore(PgTable, DenseStore):
         spec = self._require_spec()
         query, params = self._search_query(check_query_vector(vector, spec), k, parse_filter(filter))
         with self._transaction() as conn:
-            self._apply_search_settings(conn, k, settings)
+            conn.execute(*self._search_settings(k, settings))
             rows = conn.execute(sql.SQL("EXPLAIN ") + query, params).fetchall()
         return "\n".join(row[0] for row in rows)
 
@@ -471,6 +556,34 @@ class PgvectorDenseStore(PgTable, DenseStore):
 def dense_array(value: Any) -> np.ndarray:
     """A ``vector`` or ``halfvec`` value as a float32 array."""
     return np.asarray(value.to_numpy() if isinstance(value, HalfVector) else value, dtype=np.float32)
+
+
+async def _close_opened(opening: asyncio.Task[AsyncConnectionPool]) -> None:
+    """Close the pool ``opening`` opened (nothing when it failed to open)."""
+    try:
+        pool = await opening
+    except Exception:
+        return
+    await pool.close()
+
+
+def _close_on(loop: asyncio.AbstractEventLoop, opening: asyncio.Task[AsyncConnectionPool]) -> None:
+    """Close an async pool from sync code, on its own event loop: scheduled there while it runs, run to the end
+    while it is idle; a closed loop's pool was closed as the loop ended (see :meth:`PgTable._async_pool`)."""
+    if loop.is_closed():
+        return
+    if loop.is_running():
+        asyncio.run_coroutine_threadsafe(_close_opened(opening), loop)
+    elif not _loop_running_here():  # else another loop runs in this thread: let it go, as a closed loop's
+        loop.run_until_complete(_close_opened(opening))
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _log_notice(diagnostic: psycopg.errors.Diagnostic) -> None:
