@@ -13,6 +13,9 @@ stacks=${LFM_STACKS:-"latest full"}
 # The latest stack saves ColBERT vectors here and the full stack compares against them.
 export LFM_CROSS_STACK_DIR=${LFM_CROSS_STACK_DIR:-$(mktemp -d)}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# llama.cpp on one thread: beside the databases and the suite's own threads, ggml's spinning threads otherwise
+# wait for busy cores (docs/runtimes/gguf.md, Settings)
+export LFM_RETRIEVAL_GGUF_THREADS=${LFM_RETRIEVAL_GGUF_THREADS:-1}
 # llama-cpp-python (the gguf runtime) builds from source: portable x86-64 (AVX2, no AVX-512, no AMX: a native
 # build on AMX Xeons dies with SIGILL), ggml's own threads instead of a second OpenMP pool beside torch's, no
 # multimodal library. pip's wheel cache keeps the build (keyed by version, not by these flags): docs/runtimes/gguf.md

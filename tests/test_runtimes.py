@@ -5,6 +5,7 @@ the extra to install. Each check runs in a fresh interpreter (sys.modules starts
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,16 @@ def test_the_runtimes_never_import_the_encoders() -> None:
 
     found = sorted(f"{path.name}: {name}" for path in modules for name in imported_modules(path) if wrong(name))
     assert not found, f"runtimes/ imports the encoders: {found}"
+
+
+def test_gguf_threads_follow_the_environment(monkeypatch) -> None:
+    from lfm_retrieval.runtimes.gguf_model import THREADS_VARIABLE, default_threads
+
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+    assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(THREADS_VARIABLE, "3")
+    assert default_threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(THREADS_VARIABLE, bad)
+        with pytest.raises(ValueError, match=THREADS_VARIABLE):
+            default_threads()

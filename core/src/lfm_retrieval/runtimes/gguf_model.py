@@ -38,8 +38,20 @@ def import_llama_cpp() -> Any:
     return llama_cpp
 
 
+THREADS_VARIABLE = "LFM_RETRIEVAL_GGUF_THREADS"
+
+
 def default_threads() -> int:
-    """The cores this process may run on."""
+    """``$LFM_RETRIEVAL_GGUF_THREADS`` where set, else the cores this process may run on.
+
+    ggml's threads wait for each other by spinning: where other processes keep the cores busy, every
+    thread beyond the free cores slows each call many times over (a tiny model on 2 busy cores: 0.58 s
+    with 1 thread, 19.7 s with 2). A shared machine sets the variable to the cores it can count on."""
+    value = os.environ.get(THREADS_VARIABLE)
+    if value is not None:
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"{THREADS_VARIABLE} must be a positive integer, not {value!r}")
+        return int(value)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
