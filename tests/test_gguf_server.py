@@ -3,13 +3,10 @@ tiny dense checkpoint as f32 GGUF: ``DenseEncoder(folder, base_url=...)`` equals
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -17,7 +14,7 @@ pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[serve
 
 from lfm_retrieval.encoders import DenseEncoder
 from lfm_retrieval.testing.gguf import build_gguf_checkpoints
-from lfm_retrieval.testing.servers import free_port
+from lfm_retrieval.testing.servers import free_port, running_process
 from sample_texts import MIXED
 
 
@@ -28,29 +25,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(files["f32"]), "--embedding", "true"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--verbose", "false"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {server.returncode}: {server.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not answer within 120 s")
-            time.sleep(0.5)
+    with running_process(command, f"{url}/v1/models", name="llama_cpp.server"):
         yield checkpoint, url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_dense_encoder_on_llama_cpp_server_equals_torch_per_side(served) -> None:

@@ -7,18 +7,15 @@ Runs where ``LFM_LLAMA_SERVER`` names the binary (the test command does not buil
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from lfm_retrieval.encoders import ColBERTEncoder, DenseEncoder
-from lfm_retrieval.testing.servers import free_port
+from lfm_retrieval.testing.servers import free_port, running_process
 from sample_texts import MIXED
 
 BINARY = os.environ.get("LFM_LLAMA_SERVER")
@@ -33,25 +30,9 @@ def llama_server(model: Path, *options: str) -> Iterator[str]:
     port = free_port()
     command = [str(BINARY), "-m", str(model), "--embedding", "--host", "127.0.0.1", "--port", str(port)]
     command += ["-t", "1", "-c", "4096", "-b", "4096", "-ub", "4096", *options]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"llama-server exited with {server.returncode}: {server.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama-server did not answer within 60 s")
-            time.sleep(0.3)
+    with running_process(command, f"{url}/health", name="llama-server", timeout=60):
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["embedded_postgres", "free_port", "milvus_server"]
+__all__ = ["embedded_postgres", "free_port", "milvus_server", "running_process"]
 
 
 def free_port() -> int:
@@ -35,6 +35,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_process(command: list[str], ready_url: str, *, name: str, timeout: float = 120) -> Iterator[None]:
+    """Run ``command`` (a server) until ``ready_url`` answers 200, then yield; always terminate it.
+    A server that exits or does not answer within ``timeout`` seconds is a RuntimeError with its stderr's end."""
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"{name} exited with {server.returncode}: {server.stderr.read()[-2000:]}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not answer {ready_url} within {timeout:.0f} s")
+            time.sleep(0.3)
+        yield
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def _require(module: str, package: str):
