@@ -128,9 +128,14 @@ CALIBRATION_QUERIES = (
 )
 
 
-def mean_cosine(reference: list, candidate: list) -> float:
-    """Mean cosine between matching rows of two lists of vectors or (tokens, dim) arrays."""
+def row_cosines(reference: list, candidate: list) -> np.ndarray:
+    """Cosine between matching rows of two lists of vectors or (tokens, dim) arrays, one per row."""
     a = np.concatenate([np.asarray(v, np.float64).reshape(-1, np.shape(v)[-1]) for v in reference])
     b = np.concatenate([np.asarray(v, np.float64).reshape(-1, np.shape(v)[-1]) for v in candidate])
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)))
+    return np.sum(a * b, axis=1) / np.maximum(norms, 1e-12)
+
+
+def mean_cosine(reference: list, candidate: list) -> float:
+    """Mean cosine between matching rows of two lists of vectors or (tokens, dim) arrays."""
+    return float(np.mean(row_cosines(reference, candidate)))

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from lfm_retrieval.errors import ModelLoadError
-from lfm_retrieval.int8 import CALIBRATION_QUERIES
+from lfm_retrieval.int8 import CALIBRATION_QUERIES, row_cosines
 from lfm_retrieval.runtimes.base import Runtime, Side
 from lfm_retrieval.runtimes.model_ids import model_id_of
 from lfm_retrieval.runtimes.precision import fastest
@@ -164,10 +164,7 @@ def least_cosine(reference: list[np.ndarray], candidate: list[np.ndarray]) -> fl
     any shape differs (another token count or width)."""
     if any(np.shape(a) != np.shape(b) for a, b in zip(reference, candidate, strict=True)):
         return 0.0
-    a = np.concatenate([np.reshape(v, (-1, np.shape(v)[-1])) for v in reference]).astype(np.float64)
-    b = np.concatenate([np.reshape(v, (-1, np.shape(v)[-1])) for v in candidate]).astype(np.float64)
-    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    return float(np.min(np.sum(a * b, axis=1) / norms))
+    return float(np.min(row_cosines(reference, candidate)))
 
 
 def _agrees(cosine: float) -> bool:
